@@ -11,6 +11,6 @@ _SUBMODULES = ("data", "losses", "metrics", "index", "models", "plots", "train")
 
 
 def __getattr__(name):
-  if name in _SUBMODULES:
-    return importlib.import_module(f"{__name__}.{name}")
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,120 @@
+"""`MultiModalDataset`: paired image and text data with multi-hot labels, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+# Rows checked per chunk when scanning features for NaN/inf, so a memory-mapped image array is
+# never read whole.
+_CHECK_CHUNK = 4096
+
+
+def _first_bad_row(mask_rows: np.ndarray) -> int:
+    return int(np.flatnonzero(mask_rows)[0])
+
+
+def _check_finite(name: str, array) -> None:
+    if not np.issubdtype(np.dtype(array.dtype), np.floating):
+        return
+    for start in range(0, array.shape[0], _CHECK_CHUNK):
+        chunk = np.asarray(array[start : start + _CHECK_CHUNK])
+        bad = ~np.isfinite(chunk.reshape(chunk.shape[0], -1)).all(axis=1)
+        if bad.any():
+            row = start + _first_bad_row(bad)
+            raise ValueError(f"{name}: non-finite value (NaN or inf) in row {row}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MultiModalDataset:
+    """Paired two-modality samples with multi-hot labels.
+
+    Attributes:
+      image: `[n, d_x]` float32 feature vectors, or `[n, 3, 224, 224]` uint8 raw images. May be any
+        array-like with `shape`, `dtype` and row slicing (an `h5py.Dataset` or `np.memmap` for
+        images that do not fit in memory).
+      text: `[n, d_t]` float32 (bag-of-words tags or precomputed text features).
+      labels: `[n, c]` multi-hot, values in {0, 1}.
+      label_names: `c` names; `label_0 ... label_{c-1}` when not given.
+
+    Raises:
+      ValueError: naming the field and the first bad row, when the numbers of rows differ,
+        features are not finite, or labels are not in {0, 1}.
+    """
+
+    image: object
+    text: np.ndarray
+    labels: np.ndarray
+    label_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for name in ("image", "text", "labels"):
+            value = getattr(self, name)
+            if not hasattr(value, "shape") or len(value.shape) < 2:
+                raise ValueError(
+                    f"{name}: expected an array with a row per sample, got {value!r:.80}"
+                )
+        n = self.image.shape[0]
+        for name in ("text", "labels"):
+            rows = getattr(self, name).shape[0]
+            if rows != n:
+                raise ValueError(
+                    f"{name}: has {rows} rows but image has {n}; every field needs one row per sample"
+                )
+        if np.dtype(self.image.dtype) != np.uint8 and not np.issubdtype(
+            np.dtype(self.image.dtype), np.floating
+        ):
+            raise ValueError(
+                f"image: dtype {self.image.dtype} is neither float features nor uint8 images"
+            )
+        _check_finite("image", self.image)
+        _check_finite("text", self.text)
+        labels = np.asarray(self.labels)
+        bad = ~np.isin(labels, (0, 1)).all(axis=1)
+        if bad.any():
+            row = _first_bad_row(bad)
+            raise ValueError(
+                f"labels: row {row} has values outside {{0, 1}}: {np.unique(labels[row])[:5]}"
+            )
+        object.__setattr__(self, "labels", labels.astype(np.float32, copy=False))
+        names = tuple(str(x) for x in self.label_names) or tuple(
+            f"label_{a}" for a in range(labels.shape[1])
+        )
+        if len(names) != labels.shape[1]:
+            raise ValueError(f"label_names: {len(names)} names for {labels.shape[1]} label columns")
+        object.__setattr__(self, "label_names", names)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.labels.shape[1])
+
+    @property
+    def has_raw_images(self) -> bool:
+        return np.dtype(self.image.dtype) == np.uint8
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> MultiModalDataset:
+        """The rows `indices` (in that order) as a new, in-memory dataset."""
+        indices = np.asarray(indices, dtype=np.int64)
+        # h5py needs increasing indices: read sorted, then put back in the asked order.
+        order = np.argsort(indices, kind="stable")
+        image = np.asarray(
+            self.image[indices[order]]
+            if not isinstance(self.image, np.ndarray)
+            else self.image[indices]
+        )
+        if not isinstance(self.image, np.ndarray):
+            restored = np.empty_like(image)
+            restored[order] = image
+            image = restored
+        return MultiModalDataset(
+            image=image,
+            text=np.asarray(self.text[indices]),
+            labels=self.labels[indices],
+            label_names=self.label_names,
+        )
