@@ -1,0 +1,12 @@
+"""Data layer: datasets, long-tail and balanced splits, the synthetic default, loaders.
+
+Nothing here imports jax, so `import ltcmh_jax.data` stays light. Re-exports use the
+`name as name` form (ruff's explicit re-export), one import per line.
+"""
+
+from ltcmh_jax.data.dataset import MultiModalDataset as MultiModalDataset
+from ltcmh_jax.data.longtail import Split as Split
+from ltcmh_jax.data.longtail import balanced_split as balanced_split
+from ltcmh_jax.data.longtail import describe as describe
+from ltcmh_jax.data.longtail import longtail_split as longtail_split
+from ltcmh_jax.data.longtail import zipf_counts as zipf_counts

@@ -1,0 +1,330 @@
+"""Query / database / train splits: the paper's long-tail protocol (Table 1), DCMH's balanced one.
+
+NumPy (and SciPy's LP solver, imported on use) only, so `import ltcmh_jax.data` stays light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+
+def zipf_counts(num_labels: int, z1: int, imbalance_factor: float) -> np.ndarray:
+    """Per-rank sample counts of a Zipf long tail (paper, Problem Overview).
+
+    `z_a = round(z1 * a^-mu)` for ranks `a = 1..c`, with `mu = ln(IF) / ln(c)`, so that
+    `z_1 = z1` and `z_c = z1 / IF`. Halves round up.
+
+    Args:
+      num_labels: `c`, the number of labels.
+      z1: samples of the head label.
+      imbalance_factor: `IF = z_1 / z_c`, at least 1.
+
+    Returns:
+      `[c]` int64 counts, head (rank 1) first, non-increasing.
+    """
+    if int(num_labels) != num_labels or num_labels < 1:
+        raise ValueError(f"num_labels: must be a positive integer, got {num_labels!r}")
+    if int(z1) != z1 or z1 <= 0:
+        raise ValueError(f"z1: must be a positive integer count, got {z1!r}")
+    if not math.isfinite(imbalance_factor) or imbalance_factor < 1:
+        raise ValueError(
+            f"imbalance_factor: must be a finite number >= 1, got {imbalance_factor!r}"
+        )
+    if num_labels == 1:
+        if imbalance_factor != 1:
+            raise ValueError(
+                f"imbalance_factor: a single label has z_c = z_1, so it must be 1, got "
+                f"{imbalance_factor!r}"
+            )
+        return np.array([int(z1)], dtype=np.int64)
+    mu = math.log(imbalance_factor) / math.log(num_labels)
+    ranks = np.arange(1, num_labels + 1, dtype=np.float64)
+    counts = np.floor(z1 * ranks**-mu + 0.5).astype(np.int64)
+    if counts[-1] < 1:
+        raise ValueError(
+            f"imbalance_factor: z1 / imbalance_factor = {z1 / imbalance_factor:.3g} rounds to no "
+            "samples for the tail label; lower imbalance_factor or raise z1"
+        )
+    return counts
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+    """Index arrays into a dataset, and the label statistics of the training part.
+
+    Attributes:
+      query: `[n_query]` int64 sample indices, sorted.
+      database: `[n_base]` int64, sorted, every sample not in `query`.
+      train: `[n_train]` int64, sorted, a subset of `database`.
+      label_order: `[c]` int64 label ids from head to tail, by frequency in the database (ties by
+        id). `label_order[:num_head]` are the head labels of the head/tail MAP.
+      target_counts: `[c]` int64 per label id, the Zipf count asked of `train`; None for a
+        balanced split.
+      achieved_counts: `[c]` int64 per label id, samples of `train` carrying the label.
+    """
+
+    query: np.ndarray
+    database: np.ndarray
+    train: np.ndarray
+    label_order: np.ndarray
+    target_counts: np.ndarray | None
+    achieved_counts: np.ndarray
+
+
+def _check_labels(labels) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels: expected a [n, c] multi-hot array, got shape {labels.shape}")
+    bad = ~np.isin(labels, (0, 1)).all(axis=1)
+    if bad.any():
+        raise ValueError(f"labels: row {int(np.flatnonzero(bad)[0])} has values outside {{0, 1}}")
+    return labels.astype(bool)
+
+
+def _check_num_query(num_query: int, num_samples: int) -> None:
+    if int(num_query) != num_query or not 1 <= num_query < num_samples:
+        raise ValueError(
+            f"num_query: must be an integer in [1, n) with n = {num_samples} samples, got "
+            f"{num_query!r}"
+        )
+
+
+def _query_and_database(num_samples: int, num_query: int, rng: np.random.Generator):
+    is_query = np.zeros(num_samples, dtype=bool)
+    is_query[rng.choice(num_samples, size=int(num_query), replace=False)] = True
+    return np.flatnonzero(is_query).astype(np.int64), np.flatnonzero(~is_query).astype(np.int64)
+
+
+def _frequency_order(label_counts: np.ndarray) -> np.ndarray:
+    # Stable sort on the negated counts: ties go to the lower label id, so the order is a pure
+    # function of the counts.
+    return np.argsort(-label_counts, kind="stable").astype(np.int64)
+
+
+def longtail_split(
+    labels: np.ndarray, *, z1: int, imbalance_factor: float, num_query: int, seed: int
+) -> Split:
+    """The paper's long-tail protocol: random queries, the rest as database, a Zipf training set.
+
+    `num_query` samples drawn uniformly form the query set; the database is every other sample;
+    the training set is a subset of the database whose per-label counts follow
+    `zipf_counts(c, z1, imbalance_factor)`, with labels ranked head to tail by their frequency in
+    the database (Table 1: Flickr25K 3000 (60), NUS-WIDE 5000 (100), IF 50).
+
+    Multi-label samples make exact counts impossible in general (a sample counts for all its
+    labels, and a tail label's samples also carry head labels). The training set is the integer
+    program "choose database rows whose label counts deviate least from the targets" (worst
+    relative deviation first, then the total), solved through its LP relaxation, whose vertex
+    solution has at most `c` fractional rows, then rounded and repaired by single-row moves.
+    A seeded random priority per row decides among equally good subsets, so within each label
+    pattern the rows are a uniform random choice. (A greedy "rarest label first" sampler overfills
+    middle labels whenever tail samples carry them; see docs/DESIGN.md.)
+
+    Args:
+      labels: `[n, c]` multi-hot.
+      z1: head-label count of the training set.
+      imbalance_factor: `z_1 / z_c` of the training set, at least 1.
+      num_query: size of the query set, in `[1, n)`.
+      seed: the split is a pure function of `(labels, z1, imbalance_factor, num_query, seed)`.
+
+    Returns:
+      A `Split` with `target_counts` and `achieved_counts`.
+
+    Raises:
+      ValueError: on a bad argument, or when some label has fewer database samples than the count
+        its rank asks for (no clipping: a silently shorter tail would change the benchmark).
+    """
+    labels = _check_labels(labels)
+    num_samples, num_labels = labels.shape
+    zipf = zipf_counts(num_labels, z1, imbalance_factor)
+    _check_num_query(num_query, num_samples)
+    rng = np.random.default_rng(seed)
+    query, database = _query_and_database(num_samples, num_query, rng)
+
+    database_labels = labels[database]
+    database_counts = database_labels.sum(axis=0).astype(np.int64)
+    label_order = _frequency_order(database_counts)
+    target_counts = np.empty(num_labels, dtype=np.int64)
+    target_counts[label_order] = zipf
+    short = np.flatnonzero(database_counts < target_counts)
+    if short.size:
+        label = int(short[0])
+        rank = int(np.flatnonzero(label_order == label)[0]) + 1
+        raise ValueError(
+            f"labels: label {label} (rank {rank} of {num_labels}) has {database_counts[label]} "
+            f"database samples but the long-tail split asks for {target_counts[label]}; lower z1 "
+            "or imbalance_factor"
+        )
+
+    taken = _zipf_subset(database_labels, target_counts, rng)
+    train = database[taken]
+    return Split(
+        query=query,
+        database=database,
+        train=train,
+        label_order=label_order,
+        target_counts=target_counts,
+        achieved_counts=labels[train].sum(axis=0).astype(np.int64),
+    )
+
+
+def _zipf_subset(labels: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sorted row indices of `labels` (`[m, c]` bool) whose label counts come closest to `targets`.
+
+    The subset problem is the integer program: choose `x in {0, 1}^m` minimising the deviation of
+    `labels^T x` from `targets`. Its LP relaxation (HiGHS) has `c` equality rows, so a vertex
+    solution has at most `c` fractional entries: rounding them and a short local search then lose
+    at most a few samples per label. Each row also costs a random priority in `[0, 1)`, so among
+    subsets with equal counts the LP takes the lowest-priority rows (a seeded random choice within
+    each label pattern) rather than whatever vertex the solver happens to reach first.
+    """
+    from scipy import optimize, sparse  # Lazy: keeps `import ltcmh_jax.data` light.
+
+    num_rows, num_labels = labels.shape
+    targets = targets.astype(np.float64)
+    priority = rng.random(num_rows)
+    # One sample more or less on any label (relative 1 / targets[b] >= 1 / max(targets)) costs at
+    # least 2, more than any single row's priority, so priority only chooses among near-equal
+    # subsets. A far larger weight would guarantee strict precedence but strains HiGHS's tolerances.
+    weight = 2.0 * targets.max()
+    # Variables: x [m], over [c], under [c], worst; labels^T x - over + under = targets and
+    # (over + under) / targets <= worst. Objective: weight * (c * worst + sum((over + under) /
+    # targets)) + priority . x, i.e. the worst relative error first, then the total, then priority.
+    eye = sparse.identity(num_labels, format="csr")
+    inverse = sparse.diags(1.0 / targets)
+    equality = sparse.hstack(
+        [
+            sparse.csr_matrix(labels.T.astype(np.float64)),
+            -eye,
+            eye,
+            sparse.csr_matrix((num_labels, 1)),
+        ]
+    )
+    worst_bound = sparse.hstack(
+        [sparse.csr_matrix((num_labels, num_rows)), inverse, inverse, -np.ones((num_labels, 1))]
+    )
+    objective = np.concatenate(
+        [priority, weight / targets, weight / targets, [weight * num_labels]]
+    )
+    bounds = np.zeros((num_rows + 2 * num_labels + 1, 2))
+    bounds[:num_rows, 1] = 1.0
+    bounds[num_rows:, 1] = np.inf
+    result = optimize.linprog(
+        objective,
+        A_ub=worst_bound,
+        b_ub=np.zeros(num_labels),
+        A_eq=equality,
+        b_eq=targets,
+        bounds=bounds,
+        method="highs",
+    )
+    if result.status != 0:
+        raise RuntimeError(f"longtail_split: the LP solver failed: {result.message}")
+    taken = result.x[:num_rows] > 0.5
+    return np.flatnonzero(_improve(labels, targets, taken, priority)).astype(np.int64)
+
+
+def _improve(
+    labels: np.ndarray, targets: np.ndarray, taken: np.ndarray, priority: np.ndarray
+) -> np.ndarray:
+    """Single-row additions and removals while they lower the LP's objective on the counts.
+
+    Rounding the LP's few fractional rows can leave a label a sample or two off; this repairs it.
+    """
+    taken = taken.copy()
+    as_float = labels.astype(np.float64)
+    num_labels = labels.shape[1]
+
+    def objective(deviation: np.ndarray) -> np.ndarray:
+        relative = np.abs(deviation) / targets
+        return num_labels * relative.max(axis=-1) + relative.sum(axis=-1)
+
+    # Each step strictly lowers a non-negative objective that takes finitely many values; the cap
+    # only bounds the time on pathological inputs.
+    for _ in range(4 * num_labels + 64):
+        deviation = as_float[taken].sum(axis=0) - targets
+        current = objective(deviation)
+        change = np.where(taken, -1.0, 1.0)
+        candidates = objective(deviation + change[:, None] * as_float)
+        # Ties go to the lowest-priority row to add or the highest-priority row to drop, as the LP.
+        order = np.lexsort((np.where(taken, -priority, priority), candidates))
+        best = order[0]
+        if candidates[best] >= current - 1e-12:
+            break
+        taken[best] = not taken[best]
+    return taken
+
+
+def balanced_split(labels: np.ndarray, *, num_query: int, num_train: int, seed: int) -> Split:
+    """DCMH's balanced protocol (Table 3): random queries, the rest as database, random train.
+
+    Args:
+      labels: `[n, c]` multi-hot.
+      num_query: size of the query set, in `[1, n)`.
+      num_train: size of the training set, drawn uniformly without replacement from the database,
+        in `[1, n - num_query]`.
+      seed: the split is a pure function of the arguments.
+
+    Returns:
+      A `Split` with `target_counts=None`.
+    """
+    labels = _check_labels(labels)
+    num_samples = labels.shape[0]
+    _check_num_query(num_query, num_samples)
+    num_base = num_samples - int(num_query)
+    if int(num_train) != num_train or not 1 <= num_train <= num_base:
+        raise ValueError(
+            f"num_train: must be an integer in [1, {num_base}] (the database size), got "
+            f"{num_train!r}"
+        )
+    rng = np.random.default_rng(seed)
+    query, database = _query_and_database(num_samples, num_query, rng)
+    train = np.sort(rng.choice(database, size=int(num_train), replace=False)).astype(np.int64)
+    return Split(
+        query=query,
+        database=database,
+        train=train,
+        label_order=_frequency_order(labels[database].sum(axis=0).astype(np.int64)),
+        target_counts=None,
+        achieved_counts=labels[train].sum(axis=0).astype(np.int64),
+    )
+
+
+def describe(dataset, split: Split) -> dict:
+    """The paper's Table 1 statistics of the split actually built.
+
+    Counts are recomputed from `dataset.labels[split.train]`, not read from the split, so the
+    table describes the data that training will see.
+
+    Args:
+      dataset: a `MultiModalDataset` (anything with `[n, c]` `labels`).
+      split: a `Split` of that dataset.
+
+    Returns:
+      `n_base` (database size), `n_query`, `n_train`, `z1` (most frequent label's training count),
+      `zc` (least frequent), `c` (labels), `imbalance_factor` (`z1 / zc`, inf when `zc = 0`).
+    """
+    labels = np.asarray(dataset.labels)
+    num_samples = labels.shape[0]
+    for name in ("query", "database", "train"):
+        indices = np.asarray(getattr(split, name))
+        if indices.size and (indices.min() < 0 or indices.max() >= num_samples):
+            raise ValueError(
+                f"split.{name}: indices outside [0, {num_samples}), the dataset's rows; is the "
+                "split from another dataset?"
+            )
+    train_counts = labels[np.asarray(split.train)].sum(axis=0).astype(np.int64)
+    z1 = int(train_counts.max()) if train_counts.size else 0
+    zc = int(train_counts.min()) if train_counts.size else 0
+    return {
+        "n_base": int(np.asarray(split.database).size),
+        "n_query": int(np.asarray(split.query).size),
+        "n_train": int(np.asarray(split.train).size),
+        "z1": z1,
+        "zc": zc,
+        "c": int(labels.shape[1]),
+        "imbalance_factor": z1 / zc if zc else math.inf,
+    }
