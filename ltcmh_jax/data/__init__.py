@@ -10,3 +10,7 @@ from ltcmh_jax.data.longtail import balanced_split as balanced_split
 from ltcmh_jax.data.longtail import describe as describe
 from ltcmh_jax.data.longtail import longtail_split as longtail_split
 from ltcmh_jax.data.longtail import zipf_counts as zipf_counts
+from ltcmh_jax.data.synthetic import SYNTHETIC_SPLIT as SYNTHETIC_SPLIT
+from ltcmh_jax.data.synthetic import VISIBILITY_KINDS as VISIBILITY_KINDS
+from ltcmh_jax.data.synthetic import label_visibility as label_visibility
+from ltcmh_jax.data.synthetic import make_synthetic_longtail as make_synthetic_longtail

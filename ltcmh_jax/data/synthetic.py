@@ -1,0 +1,238 @@
+"""The embedded default data set: two modalities, Zipf label frequencies, labels seen differently.
+
+Each label is visible in one of three ways (`label_visibility`):
+- "shared": evidence in both the image features and the text tags (the commonality);
+- "image": evidence in the image features only;
+- "text": evidence in the text tags only (the paper's "Hawaii", readable only from the text).
+On top of the labels, each modality has nuisance structure unrelated to any label (image: a few
+clusters and a low-rank continuous factor, like photographic style; text: topic words, like camera
+or user tags, and frequent background words) and noise. docs/DESIGN.md gives the reasons.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ltcmh_jax.data.dataset import MultiModalDataset
+
+VISIBILITY_KINDS = ("shared", "image", "text")
+# Half the labels are seen by both modalities, a quarter by one only: most concepts are both
+# pictured and tagged, a minority only one of the two (docs/DESIGN.md).
+_KIND_BLOCK = ("shared", "shared", "image", "text")
+
+# The split that goes with the default set (used by experiments/configs/synthetic.flags): 1000
+# queries, an 11000-sample database, a training set with a Zipf tail from 1000 down to 40 (IF 25).
+SYNTHETIC_SPLIT = dict(z1=2000, imbalance_factor=40.0, num_query=1000)
+
+# Vocabulary shares: label words and nuisance-topic words each take a quarter, the rest only ever
+# appears as background.
+_LABEL_VOCABULARY_SHARE = 0.25
+_TOPIC_VOCABULARY_SHARE = 0.25
+_NUM_TEXT_TOPICS = 8
+_NUM_IMAGE_CLUSTERS = 8
+_NUM_IMAGE_FACTORS = 8
+
+
+def _label_layout(num_labels: int, seed: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Frequency rank (0 = most frequent) and visibility kind of each label id."""
+    if int(num_labels) != num_labels or num_labels < 1:
+        raise ValueError(f"num_labels: must be a positive integer, got {num_labels!r}")
+    # Its own stream, so the layout depends only on (num_labels, seed), not on the sizes.
+    rng = np.random.default_rng([seed, 0])
+    rank_of_label = rng.permutation(num_labels)
+    # Each run of four consecutive ranks holds two shared labels, one image-only and one text-only
+    # label in random order, so head, middle and tail all contain every kind: no kind is
+    # confounded with frequency.
+    block = len(_KIND_BLOCK)
+    kind_of_rank = np.concatenate(
+        [rng.permutation(_KIND_BLOCK) for _ in range(-(-num_labels // block))]
+    )[:num_labels]
+    return rank_of_label, tuple(str(kind_of_rank[rank]) for rank in rank_of_label)
+
+
+def label_visibility(num_labels: int, seed: int = 0) -> tuple[str, ...]:
+    """Per label id, how `make_synthetic_longtail(num_labels=..., seed=...)` shows it.
+
+    Returns:
+      `c` strings from `VISIBILITY_KINDS`: "shared" (both modalities), "image" or "text" (only
+      that one). The data set's `label_names` are `f"{kind}_{id:02d}"`, so they carry it too.
+    """
+    return _label_layout(num_labels, seed)[1]
+
+
+def make_synthetic_longtail(
+    *,
+    num_samples: int = 12000,
+    num_labels: int = 24,
+    image_dim: int = 512,
+    text_dim: int = 1000,
+    seed: int = 0,
+    head_frequency: float = 0.3,
+    label_imbalance: float = 10.0,
+    evidence_dropout: float = 0.15,
+    image_noise: float = 6.0,
+    label_words: float = 2.5,
+    background_words: float = 15.0,
+) -> MultiModalDataset:
+    """A two-modality, multi-label data set whose labels have Zipf frequencies.
+
+    Labels: label of frequency rank `r` (0-based) is on each sample independently with probability
+    `head_frequency * (r + 1)^-mu`, `mu = ln(label_imbalance) / ln(c)`; a sample left without labels
+    gets one, drawn in proportion to those probabilities (real sets drop unlabelled samples).
+
+    Image `[n, image_dim]` float32, nonnegative like CNN fc7 features:
+    `relu(sum_a strength_ia * prototype_a + cluster_i + factors_i + noise_i)` over the sample's
+    "shared" and "image" labels, each prototype a random unit vector, `strength ~ U(0.5, 1.5)`
+    or 0 with probability `evidence_dropout` (an occluded object); `cluster_i` one of a few
+    random centres of norm 1.5, `factors_i` a standard-normal mix of a few random unit directions,
+    `noise_i ~ N(0, (image_noise^2 / image_dim) I)`.
+
+    Text `[n, text_dim]` float32 in {0, 1}, a bag of tags a few percent dense: for each "shared"
+    and "text" label, `Poisson(label_words)` words from that label's own word set (none with
+    probability `evidence_dropout`), plus `Poisson(4)` words of one random nuisance topic, plus
+    `Poisson(background_words)` words from a Zipf distribution over the whole vocabulary (so label
+    words also turn up by chance).
+
+    Args:
+      num_samples: `n`.
+      num_labels: `c`.
+      image_dim: `d_x`.
+      text_dim: `d_t`, at least `4 c` so every word set has room.
+      seed: everything is a pure function of the arguments.
+      head_frequency: probability of the most frequent label.
+      label_imbalance: ratio of the most to the least frequent label's probability (the data's own
+        tail, before `longtail_split` makes the training set's).
+      evidence_dropout: probability that a present label leaves no trace in one modality.
+      image_noise: expected norm of the image noise vector.
+      label_words: mean number of words a text-visible label contributes.
+      background_words: mean number of background words per sample.
+
+    Returns:
+      A `MultiModalDataset` with `label_names` `f"{kind}_{id:02d}"` (see `label_visibility`).
+    """
+    for name, value in (("num_samples", num_samples), ("image_dim", image_dim)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+    rank_of_label, kinds = _label_layout(num_labels, seed)
+    if int(text_dim) != text_dim or text_dim < 4 * num_labels:
+        raise ValueError(f"text_dim: must be an integer >= 4 * num_labels, got {text_dim!r}")
+    if not 0 < head_frequency <= 1:
+        raise ValueError(f"head_frequency: must be in (0, 1], got {head_frequency!r}")
+    if not math.isfinite(label_imbalance) or label_imbalance < 1:
+        raise ValueError(f"label_imbalance: must be a finite number >= 1, got {label_imbalance!r}")
+    if not 0 <= evidence_dropout < 1:
+        raise ValueError(f"evidence_dropout: must be in [0, 1), got {evidence_dropout!r}")
+    for name, value in (
+        ("image_noise", image_noise),
+        ("label_words", label_words),
+        ("background_words", background_words),
+    ):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
+
+    rng = np.random.default_rng([seed, 1])
+    labels = _sample_labels(rng, num_samples, rank_of_label, head_frequency, label_imbalance)
+    kinds = np.asarray(kinds)
+    in_image = np.isin(kinds, ("shared", "image"))
+    in_text = np.isin(kinds, ("shared", "text"))
+    image = _image_features(rng, labels, in_image, image_dim, evidence_dropout, image_noise)
+    text = _text_tags(
+        rng, labels, in_text, text_dim, evidence_dropout, label_words, background_words
+    )
+    return MultiModalDataset(
+        image=image,
+        text=text,
+        labels=labels,
+        label_names=tuple(f"{kind}_{label:02d}" for label, kind in enumerate(kinds)),
+    )
+
+
+def _sample_labels(
+    rng: np.random.Generator,
+    num_samples: int,
+    rank_of_label: np.ndarray,
+    head_frequency: float,
+    label_imbalance: float,
+) -> np.ndarray:
+    num_labels = rank_of_label.size
+    mu = math.log(label_imbalance) / math.log(num_labels) if num_labels > 1 else 0.0
+    probability = head_frequency * (rank_of_label + 1.0) ** -mu
+    labels = rng.random((num_samples, num_labels)) < probability
+    empty = np.flatnonzero(~labels.any(axis=1))
+    labels[empty, rng.choice(num_labels, size=empty.size, p=probability / probability.sum())] = True
+    return labels.astype(np.float32)
+
+
+def _unit_rows(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
+    vectors = rng.standard_normal((rows, dim))
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _image_features(
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    visible: np.ndarray,
+    image_dim: int,
+    evidence_dropout: float,
+    image_noise: float,
+) -> np.ndarray:
+    num_samples, num_labels = labels.shape
+    prototypes = _unit_rows(rng, num_labels, image_dim) * visible[:, None]
+    strength = rng.uniform(0.5, 1.5, size=labels.shape)
+    strength *= labels * (rng.random(labels.shape) >= evidence_dropout)
+    centres = 1.5 * _unit_rows(rng, _NUM_IMAGE_CLUSTERS, image_dim)
+    cluster = rng.integers(_NUM_IMAGE_CLUSTERS, size=num_samples)
+    factor_directions = _unit_rows(rng, _NUM_IMAGE_FACTORS, image_dim)
+    factors = rng.standard_normal((num_samples, _NUM_IMAGE_FACTORS))
+    noise = rng.standard_normal((num_samples, image_dim)) * (image_noise / math.sqrt(image_dim))
+    features = strength @ prototypes + centres[cluster] + factors @ factor_directions + noise
+    return np.maximum(features, 0.0).astype(np.float32)
+
+
+def _scatter_words(text: np.ndarray, rows: np.ndarray, words: np.ndarray) -> None:
+    text[rows, words] = 1.0
+
+
+def _text_tags(
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    visible: np.ndarray,
+    text_dim: int,
+    evidence_dropout: float,
+    label_words: float,
+    background_words: float,
+) -> np.ndarray:
+    num_samples, num_labels = labels.shape
+    vocabulary = rng.permutation(text_dim)
+    visible_labels = np.flatnonzero(visible)
+    per_label = max(1, int(text_dim * _LABEL_VOCABULARY_SHARE) // max(1, visible_labels.size))
+    per_topic = max(1, int(text_dim * _TOPIC_VOCABULARY_SHARE) // _NUM_TEXT_TOPICS)
+    label_vocabulary = vocabulary[: per_label * visible_labels.size].reshape(-1, per_label)
+    topic_start = per_label * visible_labels.size
+    topic_vocabulary = vocabulary[topic_start : topic_start + per_topic * _NUM_TEXT_TOPICS]
+    topic_vocabulary = topic_vocabulary.reshape(_NUM_TEXT_TOPICS, per_topic)
+
+    text = np.zeros((num_samples, text_dim), dtype=np.float32)
+    shown = (labels > 0) & (rng.random(labels.shape) >= evidence_dropout)
+    for words, label in zip(label_vocabulary, visible_labels, strict=True):
+        rows = np.flatnonzero(shown[:, label])
+        counts = rng.poisson(label_words, size=rows.size)
+        rows = np.repeat(rows, counts)
+        _scatter_words(text, rows, rng.choice(words, size=rows.size))
+
+    topic = rng.integers(_NUM_TEXT_TOPICS, size=num_samples)
+    rows = np.repeat(np.arange(num_samples), rng.poisson(4.0, size=num_samples))
+    _scatter_words(
+        text, rows, topic_vocabulary[topic[rows], rng.integers(per_topic, size=rows.size)]
+    )
+
+    # Zipf background over a random order of the whole vocabulary: frequent filler tags, some of
+    # them label words, which is what makes a single tag weak evidence.
+    background = rng.permutation(1.0 / np.arange(1, text_dim + 1))
+    rows = np.repeat(np.arange(num_samples), rng.poisson(background_words, size=num_samples))
+    _scatter_words(
+        text, rows, rng.choice(text_dim, size=rows.size, p=background / background.sum())
+    )
+    return text
