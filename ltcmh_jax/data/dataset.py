@@ -1,4 +1,4 @@
-"""`MultiModalDataset`: paired image and text data with multi-hot labels, validated on construction."""
+"""`MultiModalDataset`: paired image and text data with multi-hot labels, validated on creation."""
 
 from __future__ import annotations
 
@@ -25,6 +25,16 @@ def _check_finite(name: str, array) -> None:
         if bad.any():
             row = start + _first_bad_row(bad)
             raise ValueError(f"{name}: non-finite value (NaN or inf) in row {row}")
+
+
+def _take_rows(array, indices: np.ndarray) -> np.ndarray:
+    """`array[indices]` in memory, also for an `h5py.Dataset` (and with repeated indices)."""
+    if isinstance(array, np.ndarray):
+        return array[indices]
+    # h5py reads only strictly increasing indices: read each row once, then expand to the asked
+    # order (which may repeat rows).
+    unique, inverse = np.unique(indices, return_inverse=True)
+    return np.asarray(array[unique])[inverse]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -56,12 +66,17 @@ class MultiModalDataset:
                 raise ValueError(
                     f"{name}: expected an array with a row per sample, got {value!r:.80}"
                 )
+        for name in ("text", "labels"):
+            shape = getattr(self, name).shape
+            if len(shape) != 2:
+                raise ValueError(f"{name}: expected a 2-D [n, d] array, got shape {tuple(shape)}")
         n = self.image.shape[0]
         for name in ("text", "labels"):
             rows = getattr(self, name).shape[0]
             if rows != n:
                 raise ValueError(
-                    f"{name}: has {rows} rows but image has {n}; every field needs one row per sample"
+                    f"{name}: has {rows} rows but image has {n}; every field needs one row per "
+                    "sample"
                 )
         if np.dtype(self.image.dtype) != np.uint8 and not np.issubdtype(
             np.dtype(self.image.dtype), np.floating
@@ -101,20 +116,12 @@ class MultiModalDataset:
     def subset(self, indices: Sequence[int] | np.ndarray) -> MultiModalDataset:
         """The rows `indices` (in that order) as a new, in-memory dataset."""
         indices = np.asarray(indices, dtype=np.int64)
-        # h5py needs increasing indices: read sorted, then put back in the asked order.
-        order = np.argsort(indices, kind="stable")
-        image = np.asarray(
-            self.image[indices[order]]
-            if not isinstance(self.image, np.ndarray)
-            else self.image[indices]
-        )
-        if not isinstance(self.image, np.ndarray):
-            restored = np.empty_like(image)
-            restored[order] = image
-            image = restored
+        if indices.size and (indices.min() < 0 or indices.max() >= self.num_samples):
+            bad = int(indices[(indices < 0) | (indices >= self.num_samples)][0])
+            raise ValueError(f"indices: {bad} is outside [0, {self.num_samples})")
         return MultiModalDataset(
-            image=image,
-            text=np.asarray(self.text[indices]),
+            image=_take_rows(self.image, indices),
+            text=_take_rows(self.text, indices),
             labels=self.labels[indices],
             label_names=self.label_names,
         )
