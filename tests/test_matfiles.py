@@ -493,7 +493,8 @@ def test_importing_the_data_package_imports_no_jax_or_tfds():
         "import sys, ltcmh_jax.data, ltcmh_jax.data.matfiles, ltcmh_jax.data.pipeline; "
         "print(sorted(m for m in ('jax', 'tensorflow_datasets', 'grain') if m in sys.modules))"
     )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     )
     assert result.stdout.strip() == "[]"
