@@ -10,6 +10,14 @@ from ltcmh_jax.data.longtail import balanced_split as balanced_split
 from ltcmh_jax.data.longtail import describe as describe
 from ltcmh_jax.data.longtail import longtail_split as longtail_split
 from ltcmh_jax.data.longtail import zipf_counts as zipf_counts
+from ltcmh_jax.data.matfiles import LazyImages as LazyImages
+from ltcmh_jax.data.matfiles import load_mirflickr25k as load_mirflickr25k
+from ltcmh_jax.data.matfiles import load_npz as load_npz
+from ltcmh_jax.data.matfiles import load_nuswide as load_nuswide
+from ltcmh_jax.data.pipeline import epoch_batches as epoch_batches
+from ltcmh_jax.data.pipeline import epoch_permutation as epoch_permutation
+from ltcmh_jax.data.pipeline import grain_batches as grain_batches
+from ltcmh_jax.data.pipeline import read_rows as read_rows
 from ltcmh_jax.data.synthetic import SYNTHETIC_SPLIT as SYNTHETIC_SPLIT
 from ltcmh_jax.data.synthetic import VISIBILITY_KINDS as VISIBILITY_KINDS
 from ltcmh_jax.data.synthetic import label_visibility as label_visibility
