@@ -24,7 +24,7 @@ _KIND_BLOCK = ("shared", "shared", "image", "text")
 
 # The split that goes with the default set (used by experiments/configs/synthetic.flags): 1000
 # queries, an 11000-sample database, a training set of about 2750 samples whose label counts run
-# from 2000 down to 50 (IF 40; Table 1 uses 50 on sets twice as large; docs/DESIGN.md).
+# from 2000 down to 50 (IF 40; Table 1 uses 50 on larger sets; docs/DESIGN.md).
 SYNTHETIC_SPLIT = dict(z1=2000, imbalance_factor=40.0, num_query=1000)
 
 # Vocabulary shares: label words and nuisance-topic words each take a quarter, the rest only ever
