@@ -55,29 +55,32 @@ def _check_v5_complete(path: str) -> None:
     """Walks the top-level data elements of a v5 MAT-file; raises if the last one is cut off.
 
     scipy reads the variable headers it finds and silently drops a variable whose data is cut off,
-    so a truncated file would otherwise look like a file with a missing variable.
+    so a truncated file would otherwise look like a file with a missing variable. Only the 8-byte
+    element tags are read, so this costs a few seeks even for a multi-GB file.
     """
+    size = os.path.getsize(path)
     with open(path, "rb") as stream:
-        data = stream.read()
-    if data.startswith(b"MATLAB 7.3"):
-        raise ValueError(f"{path}: truncated or corrupt MATLAB v7.3 (HDF5) file")
-    if not data.startswith(b"MATLAB"):
-        raise ValueError(f"{path}: not a MATLAB v5 or v7.3 file (no MATLAB header)")
-    if len(data) < _V5_HEADER_BYTES:
-        raise ValueError(f"{path}: truncated MATLAB v5 file ({len(data)} bytes, header cut off)")
-    endian = {b"IM": "<", b"MI": ">"}.get(data[126:128])
-    if endian is None:
-        raise ValueError(f"{path}: corrupt MATLAB v5 header (no endian indicator)")
-    offset = _V5_HEADER_BYTES
-    while len(data) - offset >= 8:
-        data_type, num_bytes = struct.unpack(endian + "II", data[offset : offset + 8])
-        end = offset + 8 + num_bytes
-        if end > len(data):
-            raise ValueError(
-                f"{path}: truncated MATLAB v5 file ({len(data)} bytes, a variable ends at {end})"
-            )
-        # Uncompressed elements are padded to 8 bytes; compressed ones are not.
-        offset = end if data_type == _MI_COMPRESSED else offset + 8 + -(-num_bytes // 8) * 8
+        header = stream.read(_V5_HEADER_BYTES)
+        if header.startswith(b"MATLAB 7.3"):
+            raise ValueError(f"{path}: truncated or corrupt MATLAB v7.3 (HDF5) file")
+        if not header.startswith(b"MATLAB"):
+            raise ValueError(f"{path}: not a MATLAB v5 or v7.3 file (no MATLAB header)")
+        if len(header) < _V5_HEADER_BYTES:
+            raise ValueError(f"{path}: truncated MATLAB v5 file ({size} bytes, header cut off)")
+        endian = {b"IM": "<", b"MI": ">"}.get(header[126:128])
+        if endian is None:
+            raise ValueError(f"{path}: corrupt MATLAB v5 header (no endian indicator)")
+        offset = _V5_HEADER_BYTES
+        while size - offset >= 8:
+            stream.seek(offset)
+            data_type, num_bytes = struct.unpack(endian + "II", stream.read(8))
+            end = offset + 8 + num_bytes
+            if end > size:
+                raise ValueError(
+                    f"{path}: truncated MATLAB v5 file ({size} bytes, a variable ends at {end})"
+                )
+            # Uncompressed elements are padded to 8 bytes; compressed ones are not.
+            offset = end if data_type == _MI_COMPRESSED else offset + 8 + -(-num_bytes // 8) * 8
 
 
 def mat_variables(path: str) -> dict[str, tuple[int, ...]]:
