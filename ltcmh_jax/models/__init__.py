@@ -1,0 +1,42 @@
+"""Flax NNX models: feature networks, the individuality-commonality auto-encoder, meta features
+and the hashing model that combines them per method (ltcmh, dcmh, metacmh)."""
+
+from ltcmh_jax.models.autoencoder import AEOutput, IndividualityCommonalityAE
+from ltcmh_jax.models.hashing import (
+    AUTOENCODER_PARAMS,
+    IMAGE_PARAMS,
+    METHODS,
+    TEXT_PARAMS,
+    VARIANTS,
+    HashingModel,
+    ModelConfig,
+    build_model,
+)
+from ltcmh_jax.models.image import CNNF, ImageMLP
+from ltcmh_jax.models.meta import Memory, MemoryMetaFeature, MetaFeature, label_centroids
+from ltcmh_jax.models.mlp import MLP
+from ltcmh_jax.models.text import TextMLP, sparse_bag
+from ltcmh_jax.models.vggf import load_vggf_weights
+
+__all__ = [
+    "AEOutput",
+    "AUTOENCODER_PARAMS",
+    "CNNF",
+    "HashingModel",
+    "IMAGE_PARAMS",
+    "ImageMLP",
+    "IndividualityCommonalityAE",
+    "METHODS",
+    "MLP",
+    "Memory",
+    "MemoryMetaFeature",
+    "MetaFeature",
+    "ModelConfig",
+    "TEXT_PARAMS",
+    "TextMLP",
+    "VARIANTS",
+    "build_model",
+    "label_centroids",
+    "load_vggf_weights",
+    "sparse_bag",
+]

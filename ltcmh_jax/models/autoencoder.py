@@ -1,0 +1,112 @@
+"""The individuality-commonality auto-encoder of LtCMH (Eqs. 1, 2, 6) and the single-modality
+commonality estimators that stand in for C* at query time (see docs/DESIGN.md, Model)."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ltcmh_jax.models.mlp import MLP
+
+
+class AEOutput(NamedTuple):
+    """Everything the auto-encoder computes for a batch; parts a variant removes are None.
+
+    All `[n, k]`: `individuality_x` P^x and `individuality_y` P^y (Eq. 1), `commonality` C*
+    (Eq. 2), `commonality_estimate_x` / `_y` C_hat^x = g^x(F^x) and C_hat^y = g^y(F^y),
+    `reconstruction_x` / `_y` f_de^v([C*, P^v]) (Eq. 6).
+    """
+
+    individuality_x: jax.Array | None = None
+    individuality_y: jax.Array | None = None
+    commonality: jax.Array | None = None
+    commonality_estimate_x: jax.Array | None = None
+    commonality_estimate_y: jax.Array | None = None
+    reconstruction_x: jax.Array | None = None
+    reconstruction_y: jax.Array | None = None
+
+
+class IndividualityCommonalityAE(nnx.Module):
+    """Auto-encoder over the direct features F^x, F^y (both `[n, bits]`).
+
+    - individuality encoders P^v = f_enI^v(F^v) (Eq. 1), when `use_individuality`;
+    - commonality encoder C* = f_enC([F^x, F^y]) (Eq. 2) and estimators C_hat^v = g^v(F^v),
+      trained to match C*, when `use_commonality`;
+    - decoders F^v ~ f_de^v([C*, P^v]) (Eq. 6) over whichever of C*, P^v exist.
+    Each part is a `bits -> hidden -> bits` MLP (the commonality encoder takes `2 * bits`).
+    """
+
+    def __init__(
+        self,
+        bits: int,
+        hidden: int,
+        *,
+        use_individuality: bool = True,
+        use_commonality: bool = True,
+        rngs: nnx.Rngs,
+    ):
+        if not (use_individuality or use_commonality):
+            raise ValueError(
+                "IndividualityCommonalityAE needs individuality or commonality (or both)"
+            )
+        self.use_individuality = use_individuality
+        self.use_commonality = use_commonality
+
+        def part(width_in: int, present: bool) -> MLP | None:
+            return MLP((width_in, hidden, bits), rngs=rngs) if present else None
+
+        self.individuality_encoder_x = part(bits, use_individuality)
+        self.individuality_encoder_y = part(bits, use_individuality)
+        self.commonality_encoder = part(2 * bits, use_commonality)
+        self.commonality_estimator_x = part(bits, use_commonality)
+        self.commonality_estimator_y = part(bits, use_commonality)
+        decoder_input = bits * (int(use_individuality) + int(use_commonality))
+        self.decoder_x = MLP((decoder_input, hidden, bits), rngs=rngs)
+        self.decoder_y = MLP((decoder_input, hidden, bits), rngs=rngs)
+
+    def individuality_x(self, features_x: jax.Array) -> jax.Array | None:
+        """P^x = f_enI^x(F^x) (Eq. 1), `[n, bits]`; None without individuality."""
+        return self.individuality_encoder_x(features_x) if self.use_individuality else None
+
+    def individuality_y(self, features_y: jax.Array) -> jax.Array | None:
+        """P^y = f_enI^y(F^y) (Eq. 1), `[n, bits]`; None without individuality."""
+        return self.individuality_encoder_y(features_y) if self.use_individuality else None
+
+    def commonality(self, features_x: jax.Array, features_y: jax.Array) -> jax.Array | None:
+        """C* = f_enC([F^x, F^y]) (Eq. 2), `[n, bits]`; None without commonality."""
+        if not self.use_commonality:
+            return None
+        return self.commonality_encoder(jnp.concatenate([features_x, features_y], axis=-1))
+
+    def commonality_estimate_x(self, features_x: jax.Array) -> jax.Array | None:
+        """C_hat^x = g^x(F^x), the image-only estimate of C*, `[n, bits]`."""
+        return self.commonality_estimator_x(features_x) if self.use_commonality else None
+
+    def commonality_estimate_y(self, features_y: jax.Array) -> jax.Array | None:
+        """C_hat^y = g^y(F^y), the text-only estimate of C*, `[n, bits]`."""
+        return self.commonality_estimator_y(features_y) if self.use_commonality else None
+
+    def __call__(self, features_x: jax.Array, features_y: jax.Array) -> AEOutput:
+        if features_x.shape != features_y.shape:
+            raise ValueError(
+                f"autoencoder expects F^x and F^y of one shape [n, k], got {features_x.shape} "
+                f"and {features_y.shape}"
+            )
+        individuality_x = self.individuality_x(features_x)
+        individuality_y = self.individuality_y(features_y)
+        commonality = self.commonality(features_x, features_y)
+
+        def decoder_input(individuality):
+            parts = [part for part in (commonality, individuality) if part is not None]
+            return jnp.concatenate(parts, axis=-1)
+
+        return AEOutput(
+            individuality_x=individuality_x,
+            individuality_y=individuality_y,
+            commonality=commonality,
+            commonality_estimate_x=self.commonality_estimate_x(features_x),
+            commonality_estimate_y=self.commonality_estimate_y(features_y),
+            reconstruction_x=self.decoder_x(decoder_input(individuality_x)),
+            reconstruction_y=self.decoder_y(decoder_input(individuality_y)),
+        )

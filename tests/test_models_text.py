@@ -1,0 +1,90 @@
+"""TextMLP's dense and embedding-bag paths, and sparse_bag."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from ltcmh_jax.models import TextMLP, sparse_bag
+
+TEXT_DIM, HIDDEN, BITS = 40, 32, 8
+
+
+def _bag_of_words(seed: int, n: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    text = (rng.random((n, TEXT_DIM)) < 0.15) * rng.uniform(0.5, 2.0, (n, TEXT_DIM))
+    text[0] = 0.0  # a sample with no tag at all
+    text[1, 0] = 1.0  # tag 0 also serves as the padding index
+    return text.astype(np.float32)
+
+
+def test_sparse_bag_lists_each_rows_nonzeros_and_pads_with_index_zero_value_zero():
+    text = np.array([[0, 3, 0, 1], [0, 0, 0, 0], [2, 0, 0, 0]], np.float32)
+    indices, values = sparse_bag(text)
+    assert indices.dtype == np.int32 and values.dtype == np.float32
+    np.testing.assert_array_equal(indices, [[1, 3], [0, 0], [0, 0]])
+    np.testing.assert_array_equal(values, [[3, 1], [0, 0], [2, 0]])
+
+
+def test_sparse_bag_round_trips_to_the_dense_matrix():
+    text = _bag_of_words(0, n=20)
+    indices, values = sparse_bag(text)
+    assert indices.shape[1] == np.count_nonzero(text, axis=1).max()
+    dense = np.zeros_like(text)
+    np.add.at(dense, (np.arange(len(text))[:, None], indices), values)
+    np.testing.assert_array_equal(dense, text)
+
+
+def test_sparse_bag_of_an_all_zero_matrix_has_one_padding_slot():
+    indices, values = sparse_bag(np.zeros((3, 5)))
+    assert indices.shape == values.shape == (3, 1)
+    assert not values.any()
+
+
+def test_sparse_bag_rejects_a_vector():
+    with pytest.raises(ValueError, match=r"\[n, d_t\].*\(5,\)"):
+        sparse_bag(np.zeros(5))
+
+
+def test_sparse_path_gives_the_dense_numbers_and_the_dense_gradient():
+    net = TextMLP(TEXT_DIM, HIDDEN, BITS, rngs=nnx.Rngs(0))
+    text = _bag_of_words(1)
+    indices, values = sparse_bag(text)
+    graphdef, params = nnx.split(net)
+    weights = jnp.asarray(np.random.default_rng(2).normal(size=(len(text), BITS)), jnp.float32)
+
+    def dense_loss(params):
+        return jnp.sum(nnx.merge(graphdef, params)(text) * weights)
+
+    def sparse_loss(params):
+        return jnp.sum(nnx.merge(graphdef, params).sparse(indices, values) * weights)
+
+    np.testing.assert_allclose(net.sparse(indices, values), net(text), rtol=1e-5, atol=1e-5)
+    dense_grads = jax.grad(dense_loss)(params)
+    sparse_grads = jax.grad(sparse_loss)(params)
+    for (path, dense), (_, sparse) in zip(
+        nnx.to_flat_state(dense_grads), nnx.to_flat_state(sparse_grads), strict=True
+    ):
+        np.testing.assert_allclose(sparse[...], dense[...], rtol=1e-5, atol=1e-5, err_msg=path)
+    # The hidden kernel's gradient is nonzero exactly on the rows of tags that occur.
+    kernel_grad = np.asarray(sparse_grads["hidden_layer"]["kernel"][...])
+    used = np.flatnonzero(text.any(axis=0))
+    assert np.abs(kernel_grad[used]).sum(axis=1).min() > 0
+    assert not np.delete(kernel_grad, used, axis=0).any()
+
+
+def test_text_mlp_is_linear_relu_linear():
+    net = TextMLP(TEXT_DIM, HIDDEN, BITS, rngs=nnx.Rngs(0))
+    text = _bag_of_words(3)
+    hidden = np.maximum(text @ net.hidden_layer.kernel[...] + net.hidden_layer.bias[...], 0)
+    expected = hidden @ net.output_layer.kernel[...] + net.output_layer.bias[...]
+    np.testing.assert_allclose(net(text), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_text_mlp_names_the_bad_shape():
+    net = TextMLP(TEXT_DIM, HIDDEN, BITS, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"\[n, 40\].*\(2, 39\)"):
+        net(np.zeros((2, 39)))
+    with pytest.raises(ValueError, match="one shape"):
+        net.sparse(np.zeros((2, 3), np.int32), np.zeros((2, 4)))
