@@ -1,0 +1,195 @@
+"""PNG figures for evaluation and training (matplotlib, Agg backend, so no display is needed).
+
+Each function takes plain data plus an output path, writes one PNG (creating the folder), closes the
+figure and returns the path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+HEAD_TAIL_KEYS = ("map_i2t_head", "map_i2t_tail", "map_t2i_head", "map_t2i_tail")
+
+
+def _save(figure, path) -> str:
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _require(data, name: str) -> None:
+    if not data:
+        raise ValueError(f"{name}: nothing to plot")
+
+
+def plot_pr_curves(
+    curves: Mapping[str, object], path, *, title: str = "PR by Hamming radius"
+) -> str:
+    """Precision against recall, one line per curve, a marker at each Hamming radius.
+
+    Args:
+      curves: name -> `metrics.PRCurve` (or any `(radius, precision, recall)` triple or an object
+        with `precision` and `recall` attributes), e.g. `{"I->T": ..., "T->I": ...}`.
+      path: the PNG to write.
+    """
+    _require(curves, "curves")
+    figure, axes = plt.subplots(figsize=(5, 4))
+    for name, curve in curves.items():
+        if hasattr(curve, "precision"):
+            precision, recall = curve.precision, curve.recall
+        else:
+            _, precision, recall = curve
+        precision = np.asarray(precision, float)
+        recall = np.asarray(recall, float)
+        if precision.shape != recall.shape:
+            raise ValueError(
+                f"curves[{name!r}]: precision {precision.shape} and recall {recall.shape} differ"
+            )
+        axes.plot(recall, precision, marker=".", label=name)
+    axes.set_xlabel("recall")
+    axes.set_ylabel("precision")
+    axes.set_xlim(0, 1.02)
+    axes.set_ylim(0, 1.02)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
+
+
+def plot_map_vs_bits(
+    results: Mapping[str, Mapping[int, float]], path, *, title: str = "MAP vs code length"
+) -> str:
+    """MAP against code length k, one line per series.
+
+    Args:
+      results: series name (e.g. "LtCMH I->T") -> {bits: MAP}.
+      path: the PNG to write.
+    """
+    _require(results, "results")
+    figure, axes = plt.subplots(figsize=(5, 4))
+    all_bits = set()
+    for name, by_bits in results.items():
+        _require(by_bits, f"results[{name!r}]")
+        bits = sorted(int(b) for b in by_bits)
+        all_bits.update(bits)
+        axes.plot(bits, [float(by_bits[b]) for b in bits], marker="o", label=name)
+    axes.set_xticks(sorted(all_bits))
+    axes.set_xlabel("bits")
+    axes.set_ylabel("MAP")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
+
+
+def plot_head_tail(
+    results: Mapping[str, Mapping[str, float]],
+    path,
+    *,
+    keys: Sequence[str] = HEAD_TAIL_KEYS,
+    title: str = "Head and tail MAP",
+) -> str:
+    """Grouped bars (the paper's Figure 2): for each key, one bar per method.
+
+    Args:
+      results: method -> a dict holding `keys`, e.g. `metrics.evaluate(..., head_labels=...)`.
+      keys: which entries to draw; a method lacking one gets no bar there.
+      path: the PNG to write.
+    """
+    _require(results, "results")
+    _require(keys, "keys")
+    figure, axes = plt.subplots(figsize=(1.6 * len(keys) + 2, 4))
+    width = 0.8 / len(results)
+    positions = np.arange(len(keys))
+    for offset, (method, values) in enumerate(results.items()):
+        heights = [float(values.get(key, math.nan)) for key in keys]
+        axes.bar(positions + offset * width - 0.4 + width / 2, heights, width, label=method)
+    axes.set_xticks(positions)
+    axes.set_xticklabels([key.removeprefix("map_") for key in keys])
+    axes.set_ylabel("MAP")
+    axes.set_title(title)
+    axes.legend()
+    return _save(figure, path)
+
+
+def _read_rows(rows) -> list[dict]:
+    if isinstance(rows, str | os.PathLike):
+        with open(rows) as stream:
+            parsed = []
+            for line_number, line in enumerate(stream, 1):
+                if not line.strip():
+                    continue
+                try:
+                    parsed.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(
+                        f"{os.fspath(rows)}:{line_number}: not JSON ({error})"
+                    ) from None
+        return parsed
+    return list(rows)
+
+
+def plot_training_curves(
+    rows: Iterable[Mapping] | str | os.PathLike,
+    path,
+    *,
+    keys: Sequence[str] | None = None,
+    title: str = "Training",
+) -> str:
+    """One panel per numeric metric against step (or epoch, or row number).
+
+    Args:
+      rows: dicts, one per logged step (the rows of `metrics.jsonl`), or the path of that file.
+      keys: metrics to draw; default every numeric key except the x axis.
+      path: the PNG to write.
+    """
+    rows = _read_rows(rows)
+    _require(rows, "rows")
+    x_key = next((key for key in ("step", "epoch") if all(key in row for row in rows)), None)
+    if keys is None:
+        keys = []
+        for row in rows:
+            for key, value in row.items():
+                if (
+                    key != x_key
+                    and key not in keys
+                    and isinstance(value, numbers.Real)
+                    and not isinstance(value, bool)
+                ):
+                    keys.append(key)
+    _require(keys, "rows (no numeric metric)")
+    columns = min(3, len(keys))
+    num_rows = math.ceil(len(keys) / columns)
+    figure, axes = plt.subplots(
+        num_rows, columns, figsize=(4 * columns, 3 * num_rows), squeeze=False
+    )
+    for panel, key in zip(axes.flat, keys, strict=False):
+        points = [
+            (row[x_key] if x_key else index, row[key])
+            for index, row in enumerate(rows)
+            if isinstance(row.get(key), numbers.Real)
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            panel.plot(xs, ys)
+        panel.set_title(key)
+        panel.set_xlabel(x_key or "row")
+        panel.grid(alpha=0.3)
+    for panel in list(axes.flat)[len(keys) :]:
+        panel.set_visible(False)
+    figure.suptitle(title)
+    return _save(figure, path)
