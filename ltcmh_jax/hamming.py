@@ -29,6 +29,12 @@ _DIRECT_SUM_MAX = 64
 # The asymptotic digamma series below is accurate to ~1e-15 from here on.
 _DIGAMMA_ASYMPTOTIC_FROM = 32.0
 MAX_BITS = 32767
+# Top-k search: the cut is guessed from every 16th row; distances of codes up to 127 bits fit a
+# byte, and 128 pads the byte array to whole words (above any such cut).
+_SAMPLE_STRIDE = 16
+_PAD_DISTANCE = 128
+_LANE_ONES = np.uint64(0x0101010101010101)
+_LANE_HIGHS = np.uint64(0x8080808080808080)
 
 
 @intrinsic
@@ -406,52 +412,140 @@ def expected_average_precision(histograms, top_k):
     return average_precision, relevant_in_top_k
 
 
+@numba.njit(cache=True)
+def _slots_from_counts(counts, k, next_slot):
+    """First output slot of each distance; returns the cut, the distance that reaches `k` items."""
+    filled = 0
+    for distance in range(counts.shape[0]):
+        next_slot[distance] = filled
+        filled += counts[distance]
+        if filled >= k:
+            return distance
+    return counts.shape[0] - 1
+
+
+@numba.njit(cache=True)
+def _top_k_from_all_rows(row_distances, k, partial_counts, counts, next_slot, local_ids):
+    """Counting sort of every row: histogram, bucket offsets, one scatter pass up to the cut."""
+    _count_values(row_distances, partial_counts, counts)
+    cut = _slots_from_counts(counts, k, next_slot)
+    written = 0
+    for row in range(row_distances.shape[0]):
+        distance = row_distances[row]
+        if distance <= cut:
+            slot = next_slot[distance]
+            if slot < k:
+                local_ids[slot] = row
+                next_slot[distance] = slot + 1
+                written += 1
+                if written == k:
+                    break
+    return cut
+
+
+@numba.njit(cache=True)
+def _top_k_from_candidates(
+    padded_distances, num_db, bits, k, counts, next_slot, candidates, local_ids
+):
+    """Top-k when k is small next to num_db: guess the cut from a sample, keep only the rows within
+    it, counting-sort those. Returns the cut, or -1 when the guess was too tight or too loose
+    (the caller then sorts all rows).
+
+    `padded_distances` is uint8, padded to whole uint64 words with `_PAD_DISTANCE`, so eight rows
+    are tested against the guess at once (SWAR): a lane holds d + (127 - guess) <= 254 without a
+    carry, and its high bit is set exactly when d > guess.
+    """
+    counts[:] = 0
+    sample_size = 0
+    for row in range(0, num_db, _SAMPLE_STRIDE):
+        counts[padded_distances[row]] += 1
+        sample_size += 1
+    # Twice the sample rows expected above the true cut, plus slack for small samples.
+    needed = 2.0 * k * sample_size / num_db + 16.0
+    guess = bits
+    cumulative = 0
+    for distance in range(bits + 1):
+        cumulative += counts[distance]
+        if cumulative >= needed:
+            guess = distance
+            break
+    counts[:] = 0
+    found = 0
+    words = padded_distances.view(np.uint64)
+    offset = np.uint64(127 - guess) * _LANE_ONES
+    for word in range(words.shape[0]):
+        if ((words[word] + offset) & _LANE_HIGHS) == _LANE_HIGHS:
+            continue
+        for row in range(8 * word, min(8 * word + 8, num_db)):
+            distance = padded_distances[row]
+            if distance <= guess:
+                if found == candidates.shape[0]:
+                    return -1
+                candidates[found] = row
+                found += 1
+                counts[distance] += 1
+    if found < k:
+        return -1
+    # counts now holds the exact count of every distance <= guess, and the cut is <= guess.
+    cut = _slots_from_counts(counts, k, next_slot)
+    for index in range(found):
+        row = candidates[index]
+        distance = padded_distances[row]
+        if distance <= cut:
+            slot = next_slot[distance]
+            if slot < k:
+                local_ids[slot] = row
+                next_slot[distance] = slot + 1
+    return cut
+
+
 @numba.njit(parallel=True, cache=True)
-def top_k_by_counting(query_words, db_words, bits, k):
+def top_k_by_counting(query_words, db_words, bits, distances, ids):
     """The `k` nearest database rows per query, ordered by (distance, row): a counting sort.
 
-    Returns:
-      `(distances [num_query, k] int32, ids [num_query, k] int64)`; requires `1 <= k <= num_db`.
+    Writes `distances [num_query, k]` int32 and `ids [num_query, k]` int64, which the caller
+    allocates with NumPy: NumPy asks the kernel for huge pages on large arrays, numba's allocator
+    does not, and page faults on a full-ranking output would otherwise cost more than the sort.
+    Requires `1 <= k <= num_db`.
     """
     num_query = query_words.shape[0]
     num_db = db_words.shape[0]
-    distances = np.empty((num_query, k), np.int32)
-    ids = np.empty((num_query, k), np.int64)
+    k = ids.shape[1]
+    byte_distances = bits < _PAD_DISTANCE
+    use_candidates = byte_distances and k * _SAMPLE_STRIDE <= num_db
     num_blocks = (num_query + _QUERY_BLOCK - 1) // _QUERY_BLOCK
     for block in prange(num_blocks):
-        row_distances = np.empty(num_db, np.uint16)
+        padded_distances = np.full(
+            ((num_db + 7) // 8) * 8 if byte_distances else 8, _PAD_DISTANCE, np.uint8
+        )
+        wide_distances = np.empty(1 if byte_distances else num_db, np.uint16)
         partial_counts = np.empty((4, bits + 1), np.int64)
         counts = np.empty(bits + 1, np.int64)
         next_slot = np.empty(bits + 1, np.int64)
+        candidates = np.empty(min(num_db, 4 * k + 4096) if use_candidates else 1, np.int64)
         # Scattering into a small private buffer and copying the finished row out keeps the
         # writes to the (possibly huge, freshly allocated) output sequential.
         local_ids = np.empty(k, np.int64)
         for query in range(block * _QUERY_BLOCK, min(num_query, (block + 1) * _QUERY_BLOCK)):
-            _fill_distances(query_words[query], db_words, row_distances)
-            _count_values(row_distances, partial_counts, counts)
-            cut = bits
-            filled = 0
-            for distance in range(bits + 1):
-                next_slot[distance] = filled
-                filled += counts[distance]
-                if filled >= k:
-                    cut = distance
-                    break
-            written = 0
-            for row in range(num_db):
-                distance = row_distances[row]
-                if distance <= cut:
-                    slot = next_slot[distance]
-                    if slot < k:
-                        local_ids[slot] = row
-                        next_slot[distance] = slot + 1
-                        written += 1
-                        if written == k:
-                            break
+            if byte_distances:
+                _fill_distances(query_words[query], db_words, padded_distances[:num_db])
+                cut = -1
+                if use_candidates:
+                    cut = _top_k_from_candidates(
+                        padded_distances, num_db, bits, k, counts, next_slot, candidates, local_ids
+                    )
+                if cut < 0:
+                    cut = _top_k_from_all_rows(
+                        padded_distances[:num_db], k, partial_counts, counts, next_slot, local_ids
+                    )
+            else:
+                _fill_distances(query_words[query], db_words, wide_distances)
+                cut = _top_k_from_all_rows(
+                    wide_distances, k, partial_counts, counts, next_slot, local_ids
+                )
             ids[query, :] = local_ids
             start = 0
             for distance in range(cut + 1):
                 end = min(start + counts[distance], k)
                 distances[query, start:end] = distance
                 start = end
-    return distances, ids

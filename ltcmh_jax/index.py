@@ -246,9 +246,13 @@ class HammingIndex:
         query_words = self._checked(queries, "queries")
         if self._size == 0:
             raise ValueError("search: the index is empty")
-        return hamming.top_k_by_counting(
-            query_words, self._words[: self._size], self._bits, min(int(k), self._size)
+        k = min(int(k), self._size)
+        distances = np.empty((query_words.shape[0], k), np.int32)
+        ids = np.empty((query_words.shape[0], k), np.int64)
+        hamming.top_k_by_counting(
+            query_words, self._words[: self._size], self._bits, distances, ids
         )
+        return distances, ids
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the versioned, checksummed format (see the layout above); atomic via rename."""

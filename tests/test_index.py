@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ltcmh_jax import hamming
 from ltcmh_jax.index import HammingIndex, PackedCodes, as_packed_codes, pack_codes, unpack_codes
 
 
@@ -175,5 +176,60 @@ def test_property_search_equals_sort(seed, bits, num_db, k):
     queries = random_codes(3, bits, seed=seed + 1)
     distances, ids = HammingIndex(db).search(queries, k)
     expected_distances, expected_ids = reference_search(queries, db, min(k, num_db))
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(distances, expected_distances)
+
+
+def _codes_at_distances(distances, bits=8):
+    """Rows whose Hamming distance to the all-ones query is `distances[row]`."""
+    codes = np.ones((len(distances), bits), np.int8)
+    for row, distance in enumerate(distances):
+        codes[row, :distance] = -1
+    return codes
+
+
+@pytest.mark.parametrize(
+    "name, distances, k",
+    [
+        # The sampled rows (every 16th) look close, but too few are: the guessed cut is too tight.
+        (
+            "too_tight",
+            [0 if row % 16 == 0 and row < 16 * 40 else 1 + row % 3 for row in range(1600)],
+            100,
+        ),
+        # Every sampled row is far, so the guess keeps more rows than the candidate buffer holds.
+        ("too_loose", [3 if row % 16 == 0 else row % 3 for row in range(6000)], 10),
+    ],
+)
+def test_top_k_falls_back_to_sorting_every_row_when_the_sampled_cut_misses(name, distances, k):
+    db = _codes_at_distances(distances)
+    query = np.ones((1, 8), np.int8)
+    padded = np.full((len(db) + 7) // 8 * 8, 128, np.uint8)
+    padded[: len(db)] = distances
+    candidates = np.empty(min(len(db), 4 * k + 4096), np.int64)
+    cut = hamming._top_k_from_candidates(
+        padded,
+        len(db),
+        8,
+        k,
+        np.empty(9, np.int64),
+        np.empty(9, np.int64),
+        candidates,
+        np.empty(k, np.int64),
+    )
+    assert cut == -1, name
+    found_distances, ids = HammingIndex(db).search(query, k)
+    expected_distances, expected_ids = reference_search(query, db, k)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(found_distances, expected_distances)
+
+
+@pytest.mark.parametrize("bits, k", [(16, 5), (32, 100), (64, 125), (127, 50), (128, 50)])
+def test_search_on_a_larger_database_matches_a_stable_sort(bits, k):
+    # num_db >= 16 k: the sampled-cut path for bits < 128, the full counting sort at 128 bits.
+    db = random_codes(2000, bits, seed=bits)
+    queries = random_codes(5, bits, seed=bits + 1)
+    distances, ids = HammingIndex(db).search(queries, k)
+    expected_distances, expected_ids = reference_search(queries, db, k)
     np.testing.assert_array_equal(ids, expected_ids)
     np.testing.assert_array_equal(distances, expected_distances)
