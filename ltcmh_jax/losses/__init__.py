@@ -1,0 +1,24 @@
+"""Every LtCMH loss as a pure function of arrays (Eqs. 3-7 and 9-10 of the paper).
+
+- `hsic`: J2, the independence of the individualities (Eq. 5).
+- `average_hausdorff`, `label_similarity`: H and R between labels within a modality (Eq. 4).
+- `commonality_regularizer`, `reconstruction_loss`, `commonality_matching_loss`,
+  `autoencoder_loss`: J1, J3 and Loss1 of the auto-encoder (Eqs. 3, 6, 7).
+- `similarity_matrix`, `dcmh_likelihood`, `quantization_loss`, `balance_loss`, `hash_loss`:
+  Loss2 of the hash-code learning (Eqs. 9, 10).
+
+Rows are samples everywhere. Nothing is jitted here: jit the step that calls these.
+"""
+
+from ltcmh_jax.losses.autoencoder import autoencoder_loss as autoencoder_loss
+from ltcmh_jax.losses.autoencoder import commonality_matching_loss as commonality_matching_loss
+from ltcmh_jax.losses.autoencoder import commonality_regularizer as commonality_regularizer
+from ltcmh_jax.losses.autoencoder import reconstruction_loss as reconstruction_loss
+from ltcmh_jax.losses.hashing import balance_loss as balance_loss
+from ltcmh_jax.losses.hashing import dcmh_likelihood as dcmh_likelihood
+from ltcmh_jax.losses.hashing import hash_loss as hash_loss
+from ltcmh_jax.losses.hashing import quantization_loss as quantization_loss
+from ltcmh_jax.losses.hashing import similarity_matrix as similarity_matrix
+from ltcmh_jax.losses.hausdorff import average_hausdorff as average_hausdorff
+from ltcmh_jax.losses.hausdorff import label_similarity as label_similarity
+from ltcmh_jax.losses.independence import hsic as hsic
