@@ -1,0 +1,237 @@
+"""Tests for `average_hausdorff` and `label_similarity` (Eq. 4) against NumPy loops."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from ltcmh_jax import losses
+from ltcmh_jax.losses import hausdorff
+
+average_hausdorff = jax.jit(losses.average_hausdorff, static_argnames="block_size")
+label_similarity = jax.jit(losses.label_similarity)
+
+
+def reference_hausdorff(features, labels):
+    """H_ab of Eq. 4 by loops over labels and samples, float64; inf where a set is empty."""
+    features = np.asarray(features, np.float64)
+    num_labels = labels.shape[1]
+    result = np.full((num_labels, num_labels), np.inf)
+    for a in range(num_labels):
+        for b in range(num_labels):
+            set_a = np.flatnonzero(labels[:, a])
+            set_b = np.flatnonzero(labels[:, b])
+            if len(set_a) == 0 or len(set_b) == 0:
+                continue
+            distance = np.array(
+                [[np.linalg.norm(features[i] - features[j]) for j in set_b] for i in set_a]
+            )
+            total = distance.min(axis=1).sum() + distance.min(axis=0).sum()
+            result[a, b] = total / (len(set_a) + len(set_b))
+    return result
+
+
+def reference_similarity(hausdorff_matrix, sigma=None):
+    """R = exp(-H / sigma^2), sigma the mean of the finite off-diagonal H by default."""
+    h = np.asarray(hausdorff_matrix, np.float64)
+    if sigma is None:
+        values = [
+            h[a, b] for a in range(len(h)) for b in range(len(h)) if a != b and np.isfinite(h[a, b])
+        ]
+        sigma = np.mean(values) if values and np.mean(values) > 0 else 1.0
+    return np.where(np.isfinite(h), np.exp(-np.where(np.isfinite(h), h, 0) / sigma**2), 0.0)
+
+
+def multilabel_data(n=40, num_labels=5, dim=3, seed=0, rate=0.3):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, num_labels)) < rate).astype(np.float32)
+    features = (rng.standard_normal((n, dim)) + 2 * labels[:, :dim]).astype(np.float32)
+    return features, labels
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 1024])
+@pytest.mark.parametrize("tile", [3, 256])
+def test_matches_reference(block_size, tile, monkeypatch):
+    # Small member tiles and blocks exercise padded last tiles and padded row blocks.
+    monkeypatch.setattr(hausdorff, "_MEMBER_TILE", tile)
+    features, labels = multilabel_data()
+    got = jax.jit(losses.average_hausdorff, static_argnames="block_size")(
+        features, labels, block_size=block_size
+    )
+    np.testing.assert_allclose(got, reference_hausdorff(features, labels), rtol=1e-5)
+
+
+def test_row_outside_a_small_label_is_not_its_own_member():
+    # Regression: padding slots of a label's last tile must never count as members, also not
+    # for row 0 (whose index the padding once shared).
+    features, labels = multilabel_data(n=30)
+    labels[:, 1] = 0
+    labels[5:8, 1] = 1
+    labels[0, 1] = 0
+    got = average_hausdorff(features, labels)
+    np.testing.assert_allclose(got, reference_hausdorff(features, labels), rtol=1e-5)
+
+
+def test_empty_label_is_inf_including_diagonal():
+    features, labels = multilabel_data()
+    labels[:, 2] = 0
+    got = np.asarray(average_hausdorff(features, labels))
+    assert np.isinf(got[2]).all() and np.isinf(got[:, 2]).all()
+    keep = [0, 1, 3, 4]
+    np.testing.assert_allclose(
+        got[np.ix_(keep, keep)],
+        reference_hausdorff(features, labels[:, keep]),
+        rtol=1e-5,
+    )
+
+
+def test_diagonal_is_exactly_zero_and_symmetric():
+    features, labels = multilabel_data(n=60, seed=3)
+    got = np.asarray(average_hausdorff(features, labels))
+    assert np.all(np.diag(got) == 0.0)
+    np.testing.assert_array_equal(got, got.T)
+
+
+def test_single_sample_per_label_is_the_pairwise_distance():
+    rng = np.random.default_rng(1)
+    features = rng.standard_normal((4, 6)).astype(np.float32)
+    labels = np.eye(4, dtype=np.float32)
+    distances = np.linalg.norm(features[:, None] - features[None], axis=-1)
+    np.testing.assert_allclose(average_hausdorff(features, labels), distances, rtol=1e-5)
+
+
+def test_one_sample():
+    got = average_hausdorff(np.ones((1, 3), np.float32), np.array([[1.0, 0.0]]))
+    np.testing.assert_array_equal(got, [[0.0, np.inf], [np.inf, np.inf]])
+
+
+def test_duplicate_points_give_exact_zero():
+    # Labels 0 and 1 hold the same point at different rows: H_01 must be exactly 0, which the
+    # expansion ||x||^2 + ||y||^2 - 2 x.y alone would not give.
+    rng = np.random.default_rng(2)
+    features = rng.standard_normal((6, 4)).astype(np.float32) * 100 + 1e3
+    features[3] = features[0]
+    labels = np.zeros((6, 3), np.float32)
+    labels[0, 0] = labels[3, 1] = 1
+    labels[[1, 2, 4, 5], 2] = 1
+    got = np.asarray(average_hausdorff(features, labels))
+    assert got[0, 1] == 0.0 and got[1, 0] == 0.0
+    np.testing.assert_allclose(got, reference_hausdorff(features, labels), rtol=1e-5)
+
+
+def test_float32_far_from_origin_and_large_scale():
+    features, labels = multilabel_data(seed=4)
+    want = reference_hausdorff(features, labels)
+    shifted = average_hausdorff(features + np.float32(1e4), labels)
+    np.testing.assert_allclose(shifted, want, rtol=2e-3)
+    scaled = average_hausdorff(features * np.float32(1e15), labels)
+    np.testing.assert_allclose(np.asarray(scaled) / 1e15, want, rtol=1e-5)
+
+
+def test_integer_and_bool_labels():
+    features, labels = multilabel_data()
+    want = average_hausdorff(features, labels)
+    np.testing.assert_array_equal(average_hausdorff(features, labels.astype(bool)), want)
+    np.testing.assert_array_equal(average_hausdorff(features, labels.astype(np.int32)), want)
+
+
+def test_gradients_match_finite_differences():
+    with jax.enable_x64(True):
+        features, labels = multilabel_data(n=9, num_labels=3, dim=2, seed=5, rate=0.5)
+        weights = jnp.asarray(np.random.default_rng(0).random((3, 3)))
+
+        def weighted(points):
+            distances = losses.average_hausdorff(points, labels)
+            return jnp.sum(weights * jnp.where(jnp.isfinite(distances), distances, 0.0))
+
+        check_grads(jax.jit(weighted), (jnp.asarray(features, jnp.float64),), order=1)
+
+
+def test_gradient_finite_with_duplicates_and_empty_label():
+    features, labels = multilabel_data(n=12)
+    features[4] = features[1]
+    labels[:, 3] = 0
+
+    def total(points):
+        distances = losses.average_hausdorff(points, labels)
+        return jnp.sum(jnp.where(jnp.isfinite(distances), distances, 0.0))
+
+    assert np.isfinite(jax.jit(jax.grad(total))(features)).all()
+
+
+def test_vmap_over_feature_sets():
+    sets = np.stack([multilabel_data(seed=seed)[0] for seed in range(3)])
+    labels = multilabel_data()[1]
+    batched = jax.jit(jax.vmap(losses.average_hausdorff, in_axes=(0, None)))(sets, labels)
+    for got, features in zip(batched, sets, strict=True):
+        np.testing.assert_allclose(got, reference_hausdorff(features, labels), rtol=1e-5)
+
+
+def test_memory_stays_far_below_n_squared():
+    n, dim, num_labels = 20_000, 64, 24
+    compiled = (
+        jax.jit(losses.average_hausdorff)
+        .lower(
+            jax.ShapeDtypeStruct((n, dim), jnp.float32),
+            jax.ShapeDtypeStruct((n, num_labels), jnp.float32),
+        )
+        .compile()
+    )
+    temporary = compiled.memory_analysis().temp_size_in_bytes
+    # n*n*4 is 1.6 GB; block_size * n * 4 alone would be 82 MB.
+    assert temporary < n * n * 4 / 40, temporary
+
+
+@pytest.mark.parametrize(
+    ("features", "labels", "block_size", "message"),
+    [
+        (np.ones((4, 2)), np.ones((5, 3)), 8, r"features \(4, 2\) and labels \(5, 3\)"),
+        (np.ones((4,)), np.ones((4, 3)), 8, r"features \(4,\)"),
+        (np.ones((0, 2)), np.ones((0, 3)), 8, "no rows"),
+        (np.ones((4, 2)), np.ones((4, 3)), 0, "block_size must be >= 1"),
+    ],
+)
+def test_bad_input_raises(features, labels, block_size, message):
+    with pytest.raises(ValueError, match=message):
+        losses.average_hausdorff(features, labels, block_size=block_size)
+
+
+def test_label_similarity_matches_reference():
+    features, labels = multilabel_data()
+    labels[:, 4] = 0
+    distances = np.asarray(average_hausdorff(features, labels))
+    got = np.asarray(label_similarity(distances))
+    np.testing.assert_allclose(got, reference_similarity(distances), rtol=1e-5)
+    assert np.all(got[4] == 0.0) and np.all(got[:, 4] == 0.0)
+    np.testing.assert_allclose(
+        label_similarity(distances, sigma=0.5), reference_similarity(distances, 0.5), rtol=1e-5
+    )
+
+
+def test_label_similarity_defaults_to_one_without_finite_off_diagonal():
+    single = np.array([[0.0]], np.float32)
+    np.testing.assert_array_equal(label_similarity(single), [[1.0]])
+    coincident = np.zeros((3, 3), np.float32)
+    np.testing.assert_array_equal(label_similarity(coincident), np.ones((3, 3)))
+
+
+def test_label_similarity_depends_on_scale():
+    # The documented caveat: with sigma = mean(H), R is not invariant to scaling the features.
+    distances = np.array([[0.0, 1.0, 3.0], [1.0, 0.0, 2.0], [3.0, 2.0, 0.0]], np.float32)
+    assert not np.allclose(label_similarity(distances), label_similarity(10 * distances))
+
+
+def test_label_similarity_gradients():
+    with jax.enable_x64(True):
+        distances = jnp.asarray([[0.0, 1.0, 3.0], [1.0, 0.0, 2.5], [3.0, 2.5, 0.0]])
+        check_grads(jax.jit(losses.label_similarity), (distances,), order=2)
+        check_grads(jax.jit(lambda h: losses.label_similarity(h, sigma=1.5)), (distances,), order=2)
+    with_inf = jnp.asarray([[0.0, 1.0, np.inf], [1.0, 0.0, np.inf], [np.inf, np.inf, np.inf]])
+    gradient = jax.grad(lambda h: jnp.sum(losses.label_similarity(h)))(with_inf)
+    assert np.isfinite(gradient).all()
+
+
+def test_label_similarity_rejects_non_square():
+    with pytest.raises(ValueError, match=r"label_similarity: hausdorff must be \[c, c\]"):
+        losses.label_similarity(np.zeros((2, 3)))
