@@ -30,8 +30,14 @@ from ltcmh_jax import hamming
 from ltcmh_jax.index import as_packed_codes, bits_hint
 
 TIE_BREAKS = ("index", "expected")
-# Queries per kernel call; bounds the `[chunk, 2 (k + 1)]` histograms of the tie-aware path.
+# Queries per kernel call, and at most this many histogram entries per call: bounds the
+# `[chunk, 2 (k + 1)]` int64 histograms of the tie-aware path and PR curves to 32 MiB at any k.
 _QUERY_CHUNK = 4096
+_HISTOGRAM_ENTRIES = 1 << 22
+
+
+def _query_chunk(bits: int) -> int:
+    return max(1, min(_QUERY_CHUNK, _HISTOGRAM_ENTRIES // (2 * (bits + 1))))
 
 
 class PRCurve(NamedTuple):
@@ -147,8 +153,9 @@ def _ranked_relevance(ranking: _Ranking, top_k: int | None, tie_break: str):
     limit = num_db if top_k is None else min(top_k, num_db)
     average_precision = np.empty(num_query, np.float64)
     relevant_in_top_k = np.empty(num_query, np.float64)
-    for start in range(0, num_query, _QUERY_CHUNK):
-        chunk = slice(start, start + _QUERY_CHUNK)
+    chunk_size = _query_chunk(ranking.bits)
+    for start in range(0, num_query, chunk_size):
+        chunk = slice(start, start + chunk_size)
         if tie_break == "index":
             chunk_ap, chunk_found = hamming.index_order_average_precision(
                 ranking.query_words[chunk],
@@ -239,8 +246,9 @@ def pr_curve_by_radius(query_codes, db_codes, query_labels, db_labels) -> PRCurv
     precision_count = np.zeros(num_radii)
     recall_sum = np.zeros(num_radii)
     recall_count = 0
-    for start in range(0, num_query, _QUERY_CHUNK):
-        chunk = slice(start, start + _QUERY_CHUNK)
+    chunk_size = _query_chunk(ranking.bits)
+    for start in range(0, num_query, chunk_size):
+        chunk = slice(start, start + chunk_size)
         histograms = hamming.rank_code_histograms(
             ranking.query_words[chunk],
             ranking.query_label_words[chunk],
