@@ -1,0 +1,197 @@
+"""Tests for S, the DCMH likelihood and Loss2 (Eqs. 9, 10) against NumPy and DCMH's formula."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from ltcmh_jax import losses
+
+
+def reference_likelihood(m_x, m_y, similarity):
+    """-sum_ij (S_ij phi_ij - log(1 + e^phi_ij)), phi = M^x M^y^T / 2, by loops in float64."""
+    total = 0.0
+    for i in range(len(m_x)):
+        for j in range(len(m_y)):
+            phi = 0.5 * float(np.dot(m_x[i].astype(np.float64), m_y[j]))
+            total -= similarity[i, j] * phi - np.log1p(np.exp(phi))
+    return total
+
+
+def hashing_inputs(n_batch=6, n_buffer=15, k=8, num_labels=5, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n_buffer, num_labels)) < 0.3).astype(np.float32)
+    batch = rng.choice(n_buffer, n_batch, replace=False)
+    m_buffer = rng.standard_normal((n_buffer, k)).astype(np.float32)
+    m_batch = rng.standard_normal((n_batch, k)).astype(np.float32)
+    codes = np.sign(rng.standard_normal((n_batch, k))).astype(np.float32)
+    return batch, labels, m_batch, m_buffer, codes
+
+
+def test_similarity_matrix_matches_loops():
+    _, labels, *_ = hashing_inputs()
+    got = np.asarray(jax.jit(losses.similarity_matrix)(labels[:4], labels))
+    want = [
+        [
+            float(any(labels[i, c] and labels[j, c] for c in range(labels.shape[1])))
+            for j in range(15)
+        ]
+        for i in range(4)
+    ]
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(
+        losses.similarity_matrix(labels.astype(bool), labels),
+        losses.similarity_matrix(labels, labels),
+    )
+
+
+def test_similarity_matrix_unlabelled_rows_and_bad_shapes():
+    labels = np.array([[0, 0, 0], [1, 0, 1]], np.int32)
+    np.testing.assert_array_equal(losses.similarity_matrix(labels, labels), [[0, 0], [0, 1]])
+    with pytest.raises(ValueError, match=r"must share c, got \(2, 3\) and \(2, 2\)"):
+        losses.similarity_matrix(labels, labels[:, :2])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_likelihood_matches_reference_batch_against_buffer(reduction):
+    batch, labels, m_batch, m_buffer, _ = hashing_inputs()
+    similarity = losses.similarity_matrix(labels[batch], labels)
+    got = jax.jit(losses.dcmh_likelihood, static_argnames="reduction")(
+        m_batch, m_buffer, similarity, reduction=reduction
+    )
+    want = reference_likelihood(m_batch, m_buffer, np.asarray(similarity))
+    if reduction == "mean":
+        want /= m_batch.shape[0] * m_buffer.shape[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_likelihood_soft_similarity():
+    _, _, m_batch, m_buffer, _ = hashing_inputs()
+    similarity = np.random.default_rng(3).random((6, 15)).astype(np.float32)
+    np.testing.assert_allclose(
+        losses.dcmh_likelihood(m_batch, m_buffer, similarity, reduction="sum"),
+        reference_likelihood(m_batch, m_buffer, similarity),
+        rtol=1e-5,
+    )
+
+
+def test_likelihood_finite_at_extreme_phi_in_float32():
+    # phi = +-1e4 in float32: log(1 + exp(phi)) would overflow at phi ~ 88.
+    scale = np.float32(100 * np.sqrt(2))
+    m_x = scale * np.array([[1.0, 1.0], [-1.0, -1.0]], np.float32)
+    m_y = scale * np.eye(2, dtype=np.float32)
+    similarity = np.eye(2, dtype=np.float32)  # half the pairs confidently right, half wrong
+    phi = 0.5 * m_x @ m_y.T
+    assert np.abs(phi).max() == pytest.approx(1e4)
+    value, (to_x, to_y) = jax.jit(
+        jax.value_and_grad(
+            lambda a, b: losses.dcmh_likelihood(a, b, similarity, reduction="sum"), argnums=(0, 1)
+        )
+    )(m_x, m_y)
+    # Exact: softplus(phi) - S phi = max(phi, 0) - S phi + log1p(exp(-|phi|)).
+    want = np.sum(np.maximum(phi, 0) - similarity * phi + np.log1p(np.exp(-np.abs(phi))))
+    np.testing.assert_allclose(value, want, rtol=1e-6)
+    assert np.isfinite(to_x).all() and np.isfinite(to_y).all()
+    # d/dphi = sigmoid(phi) - S: 0 for a confident right answer, +-1 for a confident wrong one.
+    sigmoid = (phi > 0).astype(np.float32)
+    np.testing.assert_allclose(to_x, 0.5 * (sigmoid - similarity) @ m_y, atol=1e-3)
+
+
+def test_likelihood_gradients():
+    with jax.enable_x64(True):
+        batch, labels, m_batch, m_buffer, _ = hashing_inputs(n_batch=3, n_buffer=5, k=4)
+        similarity = np.asarray(losses.similarity_matrix(labels[batch], labels))
+        check_grads(
+            jax.jit(lambda a, b: losses.dcmh_likelihood(a, b, similarity)),
+            (jnp.asarray(m_batch, jnp.float64), jnp.asarray(m_buffer, jnp.float64)),
+            order=2,
+        )
+
+
+def test_likelihood_bad_input():
+    _, _, m_batch, m_buffer, _ = hashing_inputs()
+    with pytest.raises(ValueError, match=r"similarity must be \[n_a, n_b\] = \(6, 15\)"):
+        losses.dcmh_likelihood(m_batch, m_buffer, np.zeros((15, 6)))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        losses.dcmh_likelihood(m_batch, m_buffer, np.zeros((6, 15)), reduction="max")
+    with pytest.raises(ValueError, match=r"must share k, got \(6, 8\) and \(15, 7\)"):
+        losses.dcmh_likelihood(m_batch, m_buffer[:, :7], np.zeros((6, 15)))
+
+
+def test_quantization_and_balance():
+    _, _, m_batch, m_buffer, codes = hashing_inputs()
+    want = sum(
+        (codes[i, j] - m_batch[i, j]) ** 2 for i in range(len(codes)) for j in range(codes.shape[1])
+    )
+    np.testing.assert_allclose(losses.quantization_loss(codes, m_batch), want, rtol=1e-5)
+    column_sums = [sum(m_batch[i, j] for i in range(len(m_batch))) for j in range(8)]
+    np.testing.assert_allclose(
+        losses.balance_loss(m_batch), sum(s * s for s in column_sums), rtol=1e-5
+    )
+    offset = m_buffer.sum(axis=0)
+    np.testing.assert_allclose(
+        losses.balance_loss(m_batch, offset=offset),
+        sum((s + o) ** 2 for s, o in zip(column_sums, offset, strict=True)),
+        rtol=1e-5,
+    )
+    with jax.enable_x64(True):
+        check_grads(
+            losses.quantization_loss,
+            (jnp.asarray(codes, jnp.float64), jnp.asarray(m_batch, jnp.float64)),
+            order=2,
+        )
+        check_grads(
+            lambda m, o: losses.balance_loss(m, offset=o),
+            (jnp.asarray(m_batch, jnp.float64), jnp.asarray(offset, jnp.float64)),
+            order=2,
+        )
+    with pytest.raises(ValueError, match=r"codes \(6, 8\) and features \(6, 7\)"):
+        losses.quantization_loss(codes, m_batch[:, :7])
+    with pytest.raises(ValueError, match=r"offset must be \[k\] = \(8,\), got \(7,\)"):
+        losses.balance_loss(m_batch, offset=offset[:7])
+
+
+def test_hash_loss_is_dcmh_formula():
+    batch, labels, m_batch, m_buffer, codes = hashing_inputs()
+    own_buffer = np.random.default_rng(4).standard_normal((15, 8)).astype(np.float32)
+    outside = np.setdiff1d(np.arange(15), batch)
+    offset = own_buffer[outside].sum(axis=0)
+    similarity = losses.similarity_matrix(labels[batch], labels)
+    total, terms = jax.jit(
+        lambda *args: losses.hash_loss(*args, gamma=0.5, eta=2.0, balance_offset=offset)
+    )(m_batch, m_buffer, similarity, codes)
+    # DCMH's train loop: (logloss + gamma * quantization + eta * balance) / (batch * num_train).
+    logloss = reference_likelihood(m_batch, m_buffer, np.asarray(similarity))
+    quantization = np.sum((codes - m_batch) ** 2)
+    balance = np.sum((m_batch.sum(axis=0) + own_buffer[outside].sum(axis=0)) ** 2)
+    normalizer = 6 * 15
+    np.testing.assert_allclose(
+        total, (logloss + 0.5 * quantization + 2.0 * balance) / normalizer, rtol=1e-5
+    )
+    assert set(terms) == {"likelihood", "quantization", "balance", "total"}
+    np.testing.assert_allclose(terms["likelihood"], logloss / normalizer, rtol=1e-5)
+    np.testing.assert_allclose(terms["quantization"], quantization / normalizer, rtol=1e-5)
+    np.testing.assert_allclose(terms["balance"], balance / normalizer, rtol=1e-5)
+    np.testing.assert_allclose(terms["total"], total)
+
+
+def test_hash_loss_custom_normalizer_and_gradient():
+    batch, labels, m_batch, m_buffer, codes = hashing_inputs()
+    similarity = losses.similarity_matrix(labels[batch], labels)
+    default, _ = losses.hash_loss(m_batch, m_buffer, similarity, codes)
+    unnormalised, _ = losses.hash_loss(m_batch, m_buffer, similarity, codes, normalizer=1.0)
+    np.testing.assert_allclose(unnormalised, default * 90, rtol=1e-5)
+    gradient = jax.grad(lambda m: losses.hash_loss(m, m_buffer, similarity, codes)[0])(m_batch)
+    assert np.isfinite(gradient).all() and np.any(gradient != 0)
+
+
+def test_single_sample_batch_and_buffer():
+    m_x = np.array([[3.0, -1.0]], np.float32)
+    m_y = np.array([[2.0, 2.0]], np.float32)
+    similarity = losses.similarity_matrix(np.array([[1, 0]]), np.array([[1, 1]]))
+    np.testing.assert_array_equal(similarity, [[1.0]])
+    total, _ = losses.hash_loss(m_x, m_y, similarity, np.sign(m_x), eta=0.0)
+    phi = 0.5 * (3.0 * 2.0 - 2.0)
+    np.testing.assert_allclose(total, np.log1p(np.exp(-phi)) + np.sum((np.sign(m_x) - m_x) ** 2))
