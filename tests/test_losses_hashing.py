@@ -138,12 +138,12 @@ def test_quantization_and_balance():
     )
     with jax.enable_x64(True):
         check_grads(
-            losses.quantization_loss,
+            jax.jit(losses.quantization_loss),
             (jnp.asarray(codes, jnp.float64), jnp.asarray(m_batch, jnp.float64)),
             order=2,
         )
         check_grads(
-            lambda m, o: losses.balance_loss(m, offset=o),
+            jax.jit(lambda m, o: losses.balance_loss(m, offset=o)),
             (jnp.asarray(m_batch, jnp.float64), jnp.asarray(offset, jnp.float64)),
             order=2,
         )

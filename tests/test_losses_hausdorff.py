@@ -225,8 +225,8 @@ def test_label_similarity_depends_on_scale():
 def test_label_similarity_gradients():
     with jax.enable_x64(True):
         distances = jnp.asarray([[0.0, 1.0, 3.0], [1.0, 0.0, 2.5], [3.0, 2.5, 0.0]])
-        check_grads(jax.jit(losses.label_similarity), (distances,), order=2)
-        check_grads(jax.jit(lambda h: losses.label_similarity(h, sigma=1.5)), (distances,), order=2)
+        check_grads(jax.jit(losses.label_similarity), (distances,), order=1)
+        check_grads(jax.jit(lambda h: losses.label_similarity(h, sigma=1.5)), (distances,), order=1)
     with_inf = jnp.asarray([[0.0, 1.0, np.inf], [1.0, 0.0, np.inf], [np.inf, np.inf, np.inf]])
     gradient = jax.grad(lambda h: jnp.sum(losses.label_similarity(h)))(with_inf)
     assert np.isfinite(gradient).all()
