@@ -19,15 +19,16 @@ def _centred_squared_distances(points: jax.Array) -> jax.Array:
     distances = squared_distances(centred, centred)
     largest = jnp.max(jnp.sum(centred * centred, axis=1))
     tolerance = _COINCIDENT_ULPS * jnp.finfo(distances.dtype).eps * largest
-    return jnp.where(distances > tolerance, distances, 0.0)
+    coincident = (distances <= tolerance) | jnp.eye(points.shape[0], dtype=bool)
+    return jnp.where(coincident, 0.0, distances)
 
 
 def _kth_smallest(values: jax.Array, k: jax.Array) -> jax.Array:
     """The k-th smallest (0-based) of non-negative `values` (`[m]`, +inf allowed), exactly.
 
     Bisection on the bit patterns, which order non-negative floats like their values: one
-    counting pass per bit (31 for float32) instead of sorting, about 20x faster on CPU for the
-    half-million pairs of n = 1024.
+    counting pass per bit (31 for float32) instead of a sort: 3 ms against `jnp.nanmedian`'s
+    100 ms on CPU for the half-million pairs of n = 1024.
     """
     int_type = jnp.int32 if values.dtype.itemsize == 4 else jnp.int64
     bits = lax.bitcast_convert_type(values, int_type)
