@@ -235,3 +235,15 @@ def test_label_similarity_gradients():
 def test_label_similarity_rejects_non_square():
     with pytest.raises(ValueError, match=r"label_similarity: hausdorff must be \[c, c\]"):
         losses.label_similarity(np.zeros((2, 3)))
+
+
+def test_label_similarity_float32_extremes():
+    base = np.array([[0.0, 1.0, 3.0], [1.0, 0.0, 2.0], [3.0, 2.0, 0.0]], np.float32)
+    want = reference_similarity(base)
+    for scale in (1e-18, 1e18):
+        # H / sigma^2 = base / (4 scale), with sigma^2 near float32's limits at both ends.
+        sigma = np.float32(2.0 * scale)
+        got = label_similarity(base * np.float32(scale), sigma=sigma)
+        np.testing.assert_allclose(got, reference_similarity(base, 2.0) ** (1 / scale), rtol=1e-4)
+        assert np.isfinite(label_similarity(base * np.float32(scale))).all()
+    np.testing.assert_allclose(label_similarity(base), want, rtol=1e-6)
