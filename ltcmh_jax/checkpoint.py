@@ -77,6 +77,17 @@ class Checkpointer:
         )
         self._manager.wait_until_finished()
 
+    def read_meta(self, epoch: int) -> dict | None:
+        """The JSON item of checkpoint `epoch` alone (None when unreadable): what a run checks
+        before restoring arrays whose shapes may belong to another configuration."""
+        try:
+            restored = self._manager.restore(
+                epoch, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()})
+            )
+        except Exception:  # noqa: BLE001 -- restore_latest reports unreadable steps
+            return None
+        return dict(restored[META_ITEM])
+
     def restore(self, epoch: int, abstract_state):
         """Reads checkpoint `epoch`; `abstract_state` gives the structure, dtypes and shardings.
 

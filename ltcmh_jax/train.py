@@ -439,11 +439,11 @@ class Trainer:
         self.weights = steps.LossWeights(
             alpha=config.alpha, beta=config.beta, gamma=config.gamma, eta=config.eta
         )
-        self.optimizers = steps.make_optimizers(
-            lr_image=config.lr_image,
-            lr_text=config.lr_text,
-            lr_autoencoder=config.lr_autoencoder,
-            lr_final=config.lr_final,
+        rates = steps.LearningRates(
+            image=config.lr_image,
+            text=config.lr_text,
+            autoencoder=config.lr_autoencoder,
+            final=config.lr_final,
             epochs=config.epochs,
             steps_per_epoch=self.steps_per_epoch,
         )
@@ -453,7 +453,8 @@ class Trainer:
         self.has_autoencoder = model.autoencoder is not None
         self.has_memory = isinstance(model.image_meta, models.MemoryMetaFeature)
         self.graphdef, *self._initial_parts = steps.split_model(model)
-        self._build_functions()
+        self.jitted = steps.jitted_updates(self.graphdef, mesh, rates, self.weights)
+        self.optimizers = self.jitted.optimizers
         self.device_labels = sharding_lib.put_replicated(self.train_labels, mesh)
         self.image_mean = self.image_scale = None
         if not self.raw_images:
@@ -477,60 +478,6 @@ class Trainer:
         if self.image_mean is None:
             return images
         return (images.astype(np.float32) - self.image_mean) * self.image_scale
-
-    def _build_functions(self):
-        mesh = self.mesh
-        graphdef = self.graphdef
-        replicated = sharding_lib.replicated(mesh)
-        bound = {
-            "autoencoder": functools.partial(
-                steps.autoencoder_step,
-                graphdef=graphdef,
-                optimizer=self.optimizers.autoencoder,
-                weights=self.weights,
-            ),
-            "image": functools.partial(
-                steps.image_step,
-                graphdef=graphdef,
-                optimizer=self.optimizers.image,
-                weights=self.weights,
-            ),
-            "text": functools.partial(
-                steps.text_step,
-                graphdef=graphdef,
-                optimizer=self.optimizers.text,
-                weights=self.weights,
-            ),
-        }
-        self.step_fns = {name: steps.jit_step(fn, mesh) for name, fn in bound.items()}
-        self.scan_fns = {
-            name: steps.jit_scan_phase(fn, steps.BATCH_FIELDS[name], mesh)
-            for name, fn in bound.items()
-        }
-        self.update_codes = jax.jit(
-            steps.update_codes, in_shardings=replicated, out_shardings=replicated, donate_argnums=0
-        )
-        self.update_similarity = jax.jit(
-            steps.update_label_similarity,
-            in_shardings=(replicated, replicated),
-            out_shardings=replicated,
-            donate_argnums=0,
-        )
-        self.update_centroids = jax.jit(
-            functools.partial(steps.update_centroids, graphdef=graphdef),
-            in_shardings=(replicated, replicated),
-            out_shardings=replicated,
-            donate_argnums=0,
-        )
-        batch = sharding_lib.batch_sharded(mesh)
-        self.forward = {
-            name: jax.jit(
-                functools.partial(fn, graphdef=graphdef),
-                in_shardings=(replicated, batch),
-                out_shardings=replicated,
-            )
-            for name, fn in (("image", steps.forward_image), ("text", steps.forward_text))
-        }
 
     def blank_state(self) -> steps.TrainState:
         """The initial parameters with zero buffers: the structure a checkpoint restores into."""
@@ -578,9 +525,9 @@ class Trainer:
             meta_x=put(rng.standard_normal(shape, dtype=np.float32)),
             meta_y=put(rng.standard_normal(shape, dtype=np.float32)),
         )
-        state = self.update_codes(state)
+        state = self.jitted.update_codes(state)
         if self.has_memory:
-            state = self.update_centroids(state, self.device_labels)
+            state = self.jitted.update_centroids(state, self.device_labels)
         return state
 
     def encode(self, state, modality: str, rows: np.ndarray, *, chunk: int = _ENCODE_CHUNK):
@@ -598,7 +545,9 @@ class Trainer:
                 batch = {"image": self._image_input(self.dataset.image[padded])}
             else:
                 batch = _text_fields(self.dataset.text[padded], self.sparse_text)
-            feature, meta = self.forward[modality](state, sharding_lib.put_batch(batch, self.mesh))
+            feature, meta = self.jitted.forward[modality](
+                state, sharding_lib.put_batch(batch, self.mesh)
+            )
             features.append(np.asarray(feature)[:size])
             metas.append(np.asarray(meta)[:size])
         return np.concatenate(features), np.concatenate(metas)
@@ -635,7 +584,7 @@ class Trainer:
         batches = self.epoch_batches(epoch, phase)
         if self.epoch_mode == "scan":
             indices = sharding_lib.put_batch(batches, self.mesh, axis=1)
-            state, terms = self.scan_fns[phase](state, self.device_data, indices)
+            state, terms = self.jitted.scan[phase](state, self.device_data, indices)
             terms = jax.tree.map(np.asarray, terms)
             if on_step is not None:
                 on_step(len(batches))
@@ -643,7 +592,7 @@ class Trainer:
         rows = []
         for step, indices in enumerate(batches):
             batch = sharding_lib.put_batch(self._host_batch(phase, indices), self.mesh)
-            state, terms = self.step_fns[phase](state, batch, self.device_labels)
+            state, terms = self.jitted.step[phase](state, batch, self.device_labels)
             rows.append(jax.tree.map(np.asarray, terms))
             if on_step is not None:
                 on_step(step + 1)
@@ -659,7 +608,7 @@ class Trainer:
         phases = (("autoencoder",) if self.has_autoencoder else ()) + ("image", "text")
         for number, phase in enumerate(phases):
             if phase == "autoencoder" and epoch % self.config.similarity_every == 0:
-                state = self.update_similarity(state, self.device_labels)
+                state = self.jitted.update_similarity(state, self.device_labels)
                 similarity = np.asarray(state.similarity_x)
                 _check_finite("label similarity", epoch + 1, {"R^x": similarity})
 
@@ -670,9 +619,9 @@ class Trainer:
 
             state, terms[phase] = self.run_phase(state, phase, epoch, on_step)
             _check_finite(phase, epoch + 1, terms[phase])
-        state = self.update_codes(state)
+        state = self.jitted.update_codes(state)
         if self.has_memory:
-            state = self.update_centroids(state, self.device_labels)
+            state = self.jitted.update_centroids(state, self.device_labels)
         return state, terms
 
     def codes(self, state, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -848,6 +797,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
     checkpointer = Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
     )
+    latest = checkpointer.latest_epoch()
+    latest_meta = checkpointer.read_meta(latest) if latest is not None else None
+    if latest_meta is not None:
+        # Before restoring: another configuration's arrays may not even have this one's shapes.
+        _check_resumable(latest_meta, config, checkpointer.directory)
     blank = trainer.blank_state()
     restored = checkpointer.restore_latest(abstract_like(blank))
     history: list[dict] = []

@@ -105,23 +105,30 @@ def epoch_linear_decay(
     return schedule
 
 
-def make_optimizers(
-    *,
-    lr_image: float,
-    lr_text: float,
-    lr_autoencoder: float,
-    lr_final: float,
-    epochs: int,
-    steps_per_epoch: int,
-) -> Optimizers:
-    """Plain SGD per parameter group with `epoch_linear_decay` (paper: 10^-1.5, 10^-1.5, 10^-2)."""
+@dataclasses.dataclass(frozen=True)
+class LearningRates:
+    """SGD rates of theta_x, theta_y, theta_z (paper: 10^-1.5, 10^-1.5, 10^-2), each decaying
+    linearly per epoch to `final` over `epochs` epochs of `steps_per_epoch` steps."""
+
+    image: float
+    text: float
+    autoencoder: float
+    final: float
+    epochs: int
+    steps_per_epoch: int
+
+
+def make_optimizers(rates: LearningRates) -> Optimizers:
+    """Plain SGD per parameter group with `epoch_linear_decay`."""
 
     def sgd(rate):
         return optax.sgd(
-            epoch_linear_decay(rate, lr_final, epochs=epochs, steps_per_epoch=steps_per_epoch)
+            epoch_linear_decay(
+                rate, rates.final, epochs=rates.epochs, steps_per_epoch=rates.steps_per_epoch
+            )
         )
 
-    return Optimizers(sgd(lr_image), sgd(lr_text), sgd(lr_autoencoder))
+    return Optimizers(sgd(rates.image), sgd(rates.text), sgd(rates.autoencoder))
 
 
 def split_model(model: nnx.Module):
@@ -399,4 +406,65 @@ def jit_scan_phase(step: Callable, fields, mesh) -> Callable:
         in_shardings=(replicated, replicated, sharding_lib.batch_sharded(mesh, axis=1)),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class JittedUpdates:
+    """Every jitted function of a run, compiled once per (model structure, mesh, rates, weights).
+
+    `step[phase]` and `scan[phase]` for phase in "autoencoder", "image", "text" share one step
+    function; `forward[modality]` gives `(F, M)` of a batch of one modality.
+    """
+
+    optimizers: Optimizers
+    step: dict
+    scan: dict
+    update_codes: Callable
+    update_similarity: Callable
+    update_centroids: Callable
+    forward: dict
+
+
+@functools.lru_cache(maxsize=16)
+def jitted_updates(graphdef, mesh, rates: LearningRates, weights: LossWeights) -> JittedUpdates:
+    """The jitted updates of a run. Cached, so runs that share a configuration in one process
+    (tests, repeated seeds of an experiment table) compile once."""
+    optimizers = make_optimizers(rates)
+    replicated = sharding_lib.replicated(mesh)
+    common = dict(graphdef=graphdef, weights=weights)
+    bound = {
+        "autoencoder": functools.partial(
+            autoencoder_step, optimizer=optimizers.autoencoder, **common
+        ),
+        "image": functools.partial(image_step, optimizer=optimizers.image, **common),
+        "text": functools.partial(text_step, optimizer=optimizers.text, **common),
+    }
+
+    def jit_state_update(function):
+        return jax.jit(
+            function,
+            in_shardings=(replicated, replicated),
+            out_shardings=replicated,
+            donate_argnums=0,
+        )
+
+    batch = sharding_lib.batch_sharded(mesh)
+    return JittedUpdates(
+        optimizers=optimizers,
+        step={name: jit_step(fn, mesh) for name, fn in bound.items()},
+        scan={name: jit_scan_phase(fn, BATCH_FIELDS[name], mesh) for name, fn in bound.items()},
+        update_codes=jax.jit(
+            update_codes, in_shardings=replicated, out_shardings=replicated, donate_argnums=0
+        ),
+        update_similarity=jit_state_update(update_label_similarity),
+        update_centroids=jit_state_update(functools.partial(update_centroids, graphdef=graphdef)),
+        forward={
+            name: jax.jit(
+                functools.partial(fn, graphdef=graphdef),
+                in_shardings=(replicated, batch),
+                out_shardings=replicated,
+            )
+            for name, fn in (("image", forward_image), ("text", forward_text))
+        },
     )

@@ -54,6 +54,8 @@ def test_round_trip_restores_state_split_and_meta(tmp_path):
     assert _same(restored, state)
     np.testing.assert_array_equal(split["query"], SPLIT["query"])
     assert meta == {"epoch": 3, "config": {"bits": 16}}
+    assert checkpointer.read_meta(3) == meta
+    assert checkpointer.read_meta(4) is None
     checkpointer.close()
 
 

@@ -48,12 +48,14 @@ def _state(method="ltcmh", steps_per_epoch=3, epochs=2):
     model = _model(method)
     graphdef, params_x, params_y, params_z, rest = steps.split_model(model)
     optimizers = steps.make_optimizers(
-        lr_image=0.5,
-        lr_text=0.5,
-        lr_autoencoder=0.1,
-        lr_final=1e-3,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
+        steps.LearningRates(
+            image=0.5,
+            text=0.5,
+            autoencoder=0.1,
+            final=1e-3,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+        )
     )
     rng = np.random.default_rng(1)
     buffers = {
