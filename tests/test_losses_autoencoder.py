@@ -94,7 +94,7 @@ def test_regularizer_gradients():
         check_grads(
             jax.jit(lambda c, x, y: losses.commonality_regularizer(c, labels, x, y)),
             (commonality, r_x, r_y),
-            order=2,
+            order=1,
         )
 
 
@@ -124,9 +124,9 @@ def test_reconstruction_loss():
     np.testing.assert_allclose(losses.reconstruction_loss(target, reconstruction), want, rtol=1e-6)
     with jax.enable_x64(True):
         check_grads(
-            losses.reconstruction_loss,
+            jax.jit(losses.reconstruction_loss),
             (jnp.asarray(target, jnp.float64), jnp.asarray(reconstruction, jnp.float64)),
-            order=2,
+            order=1,
         )
     with pytest.raises(ValueError, match=r"target \(5, 7\) and reconstruction \(5, 6\)"):
         losses.reconstruction_loss(target, reconstruction[:, :6])
@@ -147,9 +147,9 @@ def test_commonality_matching_loss_trains_only_the_estimate():
     np.testing.assert_allclose(to_estimate, 2 * (estimate - commonality) / 12, rtol=1e-6)
     with jax.enable_x64(True):
         check_grads(
-            lambda e: losses.commonality_matching_loss(jnp.asarray(commonality, jnp.float64), e),
+            jax.jit(lambda e: losses.commonality_matching_loss(commonality.astype(np.float64), e)),
             (jnp.asarray(estimate, jnp.float64),),
-            order=2,
+            order=1,
         )
 
 
