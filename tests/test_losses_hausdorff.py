@@ -245,3 +245,16 @@ def test_label_similarity_float32_extremes():
         np.testing.assert_allclose(got, reference_similarity(base, 2.0) ** (1 / scale), rtol=1e-4)
         assert np.isfinite(label_similarity(base * np.float32(scale))).all()
     np.testing.assert_allclose(label_similarity(base), want, rtol=1e-6)
+
+
+def test_diagonal_is_exactly_zero_with_near_duplicate_members():
+    # Members 1e-3 apart at norm 1e3 are within the expansion's rounding, so the search alone
+    # could pick a neighbour over the row itself; a member must still be its own nearest member.
+    rng = np.random.default_rng(6)
+    centre = rng.standard_normal(8).astype(np.float32) * 1e3
+    features = centre + 1e-3 * rng.standard_normal((20, 8)).astype(np.float32)
+    features[10:] = -features[10:]
+    labels = np.zeros((20, 2), np.float32)
+    labels[:10, 0] = labels[10:, 1] = 1
+    got = np.asarray(average_hausdorff(features, labels))
+    np.testing.assert_array_equal(np.diag(got), [0.0, 0.0])
