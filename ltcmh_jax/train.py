@@ -622,6 +622,8 @@ class Trainer:
         state = self.jitted.update_codes(state)
         if self.has_memory:
             state = self.jitted.update_centroids(state, self.device_labels)
+        # Nothing is left in flight when the next call starts (see run_phase).
+        jax.block_until_ready(state)
         return state, terms
 
     def codes(self, state, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
