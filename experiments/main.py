@@ -221,13 +221,9 @@ def main(argv):
         )
         config = config_from_flags()
         results = train_and_evaluate(config, _WORKDIR.value)
-    except (
-        ValueError,
-        FileNotFoundError,
-        PermissionError,
-        FloatingPointError,
-        RuntimeError,
-    ) as error:
+    except (ValueError, OSError, FloatingPointError, RuntimeError) as error:
+        # OSError covers a missing file, an unwritable --workdir and a full disk; every message
+        # names the file or flag, so one line is the whole report.
         logging.debug("failed", exc_info=True)
         sys.exit(f"error: {error}")
     _print_results(results, _WORKDIR.value)

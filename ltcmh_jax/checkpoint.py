@@ -132,6 +132,13 @@ class Checkpointer:
                 )
                 self._unreadable_steps.add(epoch)
                 continue
+            if self._unreadable_steps:
+                logging.warning(
+                    "resuming from the previous good checkpoint %s; the unreadable newer one(s) "
+                    "%s are left on disk until their epochs are saved again",
+                    os.path.join(self.directory, str(epoch)),
+                    sorted(self._unreadable_steps),
+                )
             return epoch, state, split, meta
         raise RuntimeError(
             f"{self.directory}: none of the checkpoints {sorted(epochs)} can be read; "

@@ -321,28 +321,84 @@ def _json_safe(value):
     return value
 
 
-def write_json_atomic(path: str, payload) -> None:
-    """Write then rename, so a reader sees the old file or the new one, never half of one."""
+def _write_atomic(path: str, suffix: str, write) -> None:
+    """Calls `write(stream)` on a temporary file next to `path`, then renames it onto `path`, so a
+    reader sees the old file or the new one, never half of one; on failure (disk full, killed
+    mid-write) the old file is left as it was and the temporary one removed.
+
+    Raises:
+      OSError: naming `path`, when the write or the rename fails.
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    temporary = None
     try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(_json_safe(payload), stream, indent=2, sort_keys=True)
-            stream.write("\n")
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
+    except OSError as error:
+        raise OSError(f"{path}: cannot write ({error.strerror or error})") from error
+    finally:
+        if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)
-        raise
+
+
+def write_json_atomic(path: str, payload) -> None:
+    """`payload` as JSON in `path`, atomically (`_write_atomic`)."""
+    text = json.dumps(_json_safe(payload), indent=2, sort_keys=True) + "\n"
+    _write_atomic(path, ".json", lambda stream: stream.write(text.encode()))
 
 
 def _write_lines_atomic(path: str, rows: list[dict]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".jsonl")
-    with os.fdopen(handle, "w") as stream:
-        for row in rows:
-            stream.write(json.dumps(_json_safe(row), sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    text = "".join(json.dumps(_json_safe(row), sort_keys=True) + "\n" for row in rows)
+    _write_atomic(path, ".jsonl", lambda stream: stream.write(text.encode()))
+
+
+def _save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
+    _write_atomic(path, ".npz", lambda stream: np.savez(stream, **arrays))
+
+
+def _check_workdir(workdir: str) -> None:
+    """Creates `workdir` and writes a probe file there: a read-only or full file system (which
+    `os.access` misses for root) fails here, before any training, not at the results."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        raise OSError(
+            f"--workdir: {workdir} is not a writable directory ({error.strerror or error})"
+        ) from error
+
+
+def check_label_coverage(labels: np.ndarray, source: str) -> None:
+    """Refuses samples without a label and labels without a sample.
+
+    A sample with no label is relevant to no query (its AP is 0 as a query, and as a training
+    row its similarity row is all 0); a label with no sample has no prototype (J1) and no
+    Hausdorff distance (Eq. 4). DCMH's releases of both data sets hold neither, so rather than
+    dropping rows (which would shift every index of a split) the data is refused.
+
+    Raises:
+      ValueError: one line naming `source`, the row or label, and how many there are.
+    """
+    labels = np.asarray(labels)
+    empty_rows = np.flatnonzero(~labels.any(axis=1))
+    if empty_rows.size:
+        raise ValueError(
+            f"{source}: labels: {empty_rows.size} sample(s) have no label (first: row "
+            f"{int(empty_rows[0])}); remove them (DCMH's data sets keep labelled samples only)"
+        )
+    empty_labels = np.flatnonzero(~labels.any(axis=0))
+    if empty_labels.size:
+        raise ValueError(
+            f"{source}: labels: {empty_labels.size} label(s) have no sample (first: column "
+            f"{int(empty_labels[0])}); remove those columns"
+        )
 
 
 class ProgressBar:
@@ -769,12 +825,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
     """
     config.validate()
     workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    if not os.access(workdir, os.W_OK):
-        raise PermissionError(f"--workdir: {workdir} is not writable")
+    _check_workdir(workdir)
     is_writer = jax.process_index() == 0
 
     dataset = load_dataset(config)
+    check_label_coverage(dataset.labels, config.data_path or config.data_dir or config.dataset)
     config = resolve_defaults(config, dataset.num_samples, dataset.num_labels)
     finished = _load_finished(workdir, config)
     if finished is not None:
@@ -830,9 +885,18 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     for epoch in range(first_epoch, config.epochs):
         started = time.monotonic()
-        state, terms = trainer.run_epoch(
-            state, epoch, lambda done, label: progress.update(done, label)
-        )
+        try:
+            state, terms = trainer.run_epoch(
+                state, epoch, lambda done, label: progress.update(done, label)
+            )
+        except FloatingPointError as error:
+            kept = checkpointer.latest_epoch()
+            where = (
+                os.path.join(checkpointer.directory, str(kept))
+                if kept is not None
+                else "none written yet"
+            )
+            raise FloatingPointError(f"{error} ({where})") from None
         seconds = time.monotonic() - started
         train_seconds += seconds
         row = {"epoch": epoch + 1, "seconds": seconds, **_epoch_summary(terms)}
@@ -890,7 +954,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
         "config": config.run_fields(),
     }
     if is_writer:
-        np.savez(os.path.join(workdir, "codes.npz"), **codes)
+        _save_npz_atomic(os.path.join(workdir, "codes.npz"), codes)
         _write_lines_atomic(metrics_path, history)
         results["plots"] = _write_plots(workdir, history, codes)
         write_json_atomic(os.path.join(workdir, "results.json"), results)
