@@ -25,6 +25,13 @@ _VARIANT = flags.DEFINE_enum(
     "LtCMH ablation (paper Fig. 3): full, wo_c (no commonality), wo_i (no individuality), wo_ic "
     "(neither), wo_mi / wo_mt (no meta features on the image / text side).",
 )
+_MODALITY = flags.DEFINE_enum(
+    "modality",
+    "both",
+    list(models.MODALITIES),
+    "both: cross-modal hashing; image: the image modality alone, image->image retrieval "
+    "(paper Table 4; see docs/DESIGN.md, Baselines).",
+)
 _DATASET = flags.DEFINE_enum(
     "dataset",
     "synthetic",
@@ -150,6 +157,7 @@ def config_from_flags():
     return TrainConfig(
         method=_METHOD.value,
         variant=_VARIANT.value,
+        modality=_MODALITY.value,
         dataset=_DATASET.value,
         data_dir=_DATA_DIR.value,
         data_path=_DATA_PATH.value,
@@ -196,7 +204,10 @@ def _print_results(results: dict, workdir: str) -> None:
     )
     print("split: " + ", ".join(f"{key}={value}" for key, value in statistics.items()))
     print(f"{'':6} {'all':>7} {'head':>7} {'tail':>7}")
-    for direction, name in (("i2t", "I->T"), ("t2i", "T->I")):
+    directions = (("i2t", "I->T"), ("t2i", "T->I"))
+    if "map_i2i" in results:
+        directions = (("i2i", "I->I"),)
+    for direction, name in directions:
         row = [results.get(f"map_{direction}{part}") for part in ("", "_head", "_tail")]
         print(
             f"{name:6} "

@@ -72,6 +72,7 @@ class TrainConfig:
 
     method: str = "ltcmh"
     variant: str = "full"
+    modality: str = "both"
     dataset: str = "synthetic"
     data_dir: str = ""
     data_path: str = ""
@@ -119,6 +120,7 @@ class TrainConfig:
         choices = (
             ("method", models.METHODS),
             ("variant", models.VARIANTS),
+            ("modality", models.MODALITIES),
             ("dataset", DATASETS),
             ("split", SPLITS),
             ("image_net", ("mlp", "cnnf")),
@@ -131,6 +133,11 @@ class TrainConfig:
             raise ValueError(
                 f"--variant: {self.variant!r} is an LtCMH ablation; --method={self.method} "
                 "needs --variant=full"
+            )
+        if self.modality == "image" and self.variant in ("wo_mi", "wo_mt"):
+            raise ValueError(
+                f"--variant: {self.variant} removes one modality's meta features; "
+                "--modality=image has one modality"
             )
         positive = ("bits", "epochs", "batch_size", "text_hidden", "ae_hidden", "similarity_every")
         for name in positive:
@@ -279,6 +286,7 @@ def model_config(config: TrainConfig, dataset) -> models.ModelConfig:
         text_hidden=config.text_hidden,
         ae_hidden=config.ae_hidden,
         num_labels=int(dataset.labels.shape[1]),
+        modality=config.modality,
     )
 
 
@@ -797,6 +805,17 @@ def _write_plots(workdir: str, history: list[dict], scores_codes) -> list[str]:
             plots.plot_training_curves(history, os.path.join(workdir, "training_curves.png"))
         )
         codes = scores_codes
+        if "db_text_codes" not in codes:  # --modality=image
+            curves = {
+                "I->I": metrics.pr_curve_by_radius(
+                    codes["query_image_codes"],
+                    codes["db_image_codes"],
+                    codes["query_labels"],
+                    codes["db_labels"],
+                )
+            }
+            written.append(plots.plot_pr_curves(curves, os.path.join(workdir, "pr_curves.png")))
+            return [str(path) for path in written]
         curves = {
             "I->T": metrics.pr_curve_by_radius(
                 codes["query_image_codes"],
@@ -838,7 +857,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
     split = make_split(config, dataset)
     statistics = data_lib.describe(dataset, split)
     mesh = sharding_lib.make_data_mesh()
-    trainer = Trainer(config, dataset, split, mesh)
+    if config.modality == "image":
+        from ltcmh_jax.single_modality import ImageOnlyTrainer as trainer_class
+    else:
+        trainer_class = Trainer
+    trainer = trainer_class(config, dataset, split, mesh)
     log.info(
         "data %s: %s; %d devices (%s), batch %d, %d steps per phase, %s epochs, text %s",
         config.dataset,
@@ -937,6 +960,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
     results = {
         "method": config.method,
         "variant": config.variant,
+        "modality": config.modality,
         "dataset": config.dataset,
         "split": config.split,
         "bits": config.bits,

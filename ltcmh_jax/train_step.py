@@ -241,9 +241,12 @@ def _hash_step(
     graphdef,
     optimizer: optax.GradientTransformation,
     weights: LossWeights,
+    single_modality: bool = False,
 ):
     """One SGD step on Loss2 (Eq. 10) for theta_x (`modality="image"`) or theta_y ("text"),
     with the other modality's M buffer and B fixed; writes the batch's F and M into the buffers.
+    With `single_modality` (Table 4's protocol) the likelihood runs against the batch's own
+    modality's M buffer instead.
 
     As DCMH does, the batch's likelihood runs against the whole buffer of the other modality, the
     balance term adds the (constant) column sum of the buffer rows outside the batch, and the loss
@@ -254,6 +257,8 @@ def _hash_step(
     params = state.params_x if is_image else state.params_y
     own_meta = state.meta_x if is_image else state.meta_y
     other_meta = state.meta_y if is_image else state.meta_x
+    if single_modality:
+        other_meta = own_meta
     similarity = losses.similarity_matrix(batch["labels"], train_labels)
     balance_offset = _not_in_batch(indices, own_meta.shape[0]) @ own_meta
     codes_batch = state.codes[indices]

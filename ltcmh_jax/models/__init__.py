@@ -6,6 +6,7 @@ from ltcmh_jax.models.hashing import (
     AUTOENCODER_PARAMS,
     IMAGE_PARAMS,
     METHODS,
+    MODALITIES,
     TEXT_PARAMS,
     VARIANTS,
     HashingModel,
@@ -15,6 +16,7 @@ from ltcmh_jax.models.hashing import (
 from ltcmh_jax.models.image import CNNF, ImageMLP
 from ltcmh_jax.models.meta import Memory, MemoryMetaFeature, MetaFeature, label_centroids
 from ltcmh_jax.models.mlp import MLP
+from ltcmh_jax.models.single import ImageAutoencoder, ImageOnlyHashingModel
 from ltcmh_jax.models.text import TextMLP, sparse_bag
 from ltcmh_jax.models.vggf import load_vggf_weights
 
@@ -24,10 +26,13 @@ __all__ = [
     "CNNF",
     "HashingModel",
     "IMAGE_PARAMS",
+    "ImageAutoencoder",
+    "ImageOnlyHashingModel",
     "ImageMLP",
     "IndividualityCommonalityAE",
     "METHODS",
     "MLP",
+    "MODALITIES",
     "Memory",
     "MemoryMetaFeature",
     "MetaFeature",

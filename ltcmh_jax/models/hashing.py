@@ -21,6 +21,7 @@ from ltcmh_jax.models.text import TextMLP
 METHODS = ("ltcmh", "dcmh", "metacmh")
 VARIANTS = ("full", "wo_c", "wo_i", "wo_ic", "wo_mi", "wo_mt")
 IMAGE_NETS = ("mlp", "cnnf")
+MODALITIES = ("both", "image")
 
 # Parameter groups of the alternating optimisation, e.g. nnx.Optimizer(model, tx, wrt=IMAGE_PARAMS)
 # or nnx.split(model, IMAGE_PARAMS, ...). MetaCMH's centroids are a Memory, not a Param: no group.
@@ -50,6 +51,8 @@ class ModelConfig:
     text_hidden: int = 8192
     ae_hidden: int = 256
     num_labels: int = 0
+    # "image": the single-modality protocol (Table 4), `models.single.ImageOnlyHashingModel`.
+    modality: str = "both"
 
     def __post_init__(self):
         object.__setattr__(self, "image_hidden", tuple(int(h) for h in self.image_hidden))
@@ -57,6 +60,7 @@ class ModelConfig:
             ("method", METHODS),
             ("variant", VARIANTS),
             ("image_net", IMAGE_NETS),
+            ("modality", MODALITIES),
         ):
             if getattr(self, field) not in choices:
                 raise ValueError(
@@ -184,7 +188,12 @@ class HashingModel(nnx.Module):
 
 
 def build_model(config: ModelConfig, *, rngs: nnx.Rngs) -> HashingModel:
-    """The model `config` describes, initialised deterministically from `rngs`."""
+    """The model `config` describes, initialised deterministically from `rngs` (an
+    `ImageOnlyHashingModel` for `modality="image"`)."""
     if not isinstance(config, ModelConfig):
         raise ValueError(f"build_model expects a ModelConfig, got {type(config).__name__}")
+    if config.modality == "image":
+        from ltcmh_jax.models.single import ImageOnlyHashingModel
+
+        return ImageOnlyHashingModel(config, rngs=rngs)
     return HashingModel(config, rngs=rngs)
