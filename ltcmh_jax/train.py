@@ -759,7 +759,10 @@ def _format_terms(summary: dict[str, float]) -> str:
         "text/quantization": "quant_y",
         "text/balance": "bal_y",
     }
-    return " ".join(f"{short.get(key, key)}={value:.4g}" for key, value in summary.items())
+    ordered = [key for key in short if key in summary] + [
+        key for key in summary if key not in short
+    ]
+    return " ".join(f"{short.get(key, key)}={summary[key]:.4g}" for key in ordered)
 
 
 def _load_finished(workdir: str, config: TrainConfig) -> dict | None:
