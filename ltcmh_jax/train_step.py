@@ -195,7 +195,8 @@ def autoencoder_step(
     """One SGD step on Loss1 (Eq. 7) for theta_z, from the buffered F^x, F^y of the batch rows.
 
     Returns:
-      `(state, terms)` with the terms of `losses.autoencoder_loss`.
+      `(state, terms)` with the terms of `losses.autoencoder_loss`, less those of a part the
+      variant removes (wo_c: j1_commonality, j4_match; wo_i: j2_hsic).
     """
     del train_labels
     features_x = state.features_x[batch["indices"]]
@@ -224,6 +225,13 @@ def autoencoder_step(
             alpha=weights.alpha,
             beta=weights.beta,
         )
+        # A term the variant removes is not logged at all (a logged 0 would read as converged).
+        removed = set()
+        if out.commonality is None:
+            removed |= {"j1_commonality", "j4_match"}
+        if out.individuality_x is None:
+            removed.add("j2_hsic")
+        terms = {name: value for name, value in terms.items() if name not in removed}
         return total, (terms, _rest_after(model))
 
     grads, (terms, rest) = jax.grad(loss_fn, has_aux=True)(state.params_z)
