@@ -110,6 +110,31 @@ def test_likelihood_gradients():
         )
 
 
+def test_likelihood_gradient_at_phi_zero_is_half_minus_similarity():
+    # At phi = 0 the derivative is sigmoid(0) - S = 1/2 - S; autodiff of the max(phi, 0) and
+    # |phi| in the stable form would give -S there.
+    m_x = np.zeros((2, 3), np.float32)
+    m_y = np.random.default_rng(4).standard_normal((4, 3)).astype(np.float32)
+    similarity = np.array([[1, 0, 1, 0], [0, 0, 1, 1]], np.float32)
+    value, to_x = jax.value_and_grad(
+        lambda a: losses.dcmh_likelihood(a, m_y, similarity, reduction="sum")
+    )(m_x)
+    np.testing.assert_allclose(value, 8 * np.log(2.0), rtol=1e-6)
+    np.testing.assert_allclose(to_x, 0.5 * (0.5 - similarity) @ m_y, rtol=1e-6)
+
+
+def test_likelihood_second_order_and_similarity_gradients():
+    # The hand-written derivative must itself differentiate, and S may be a soft, trained input.
+    with jax.enable_x64(True):
+        _, _, m_batch, m_buffer, _ = hashing_inputs(n_batch=3, n_buffer=5, k=4)
+        similarity = np.random.default_rng(5).random((3, 5))
+        check_grads(
+            lambda a, b, s: losses.dcmh_likelihood(a, b, s, reduction="sum"),
+            (jnp.asarray(m_batch, jnp.float64), jnp.asarray(m_buffer, jnp.float64), similarity),
+            order=2,
+        )
+
+
 def test_likelihood_bad_input():
     _, _, m_batch, m_buffer, _ = hashing_inputs()
     with pytest.raises(ValueError, match=r"similarity must be \[n_a, n_b\] = \(6, 15\)"):
