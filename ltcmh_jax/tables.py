@@ -235,6 +235,7 @@ class Cell:
     """Mean and standard deviation (ddof 1; 0 for a single value) of one metric over seeds."""
 
     values: tuple[float, ...]
+    seeds: tuple[int, ...] = ()
 
     @property
     def mean(self) -> float:
@@ -258,14 +259,18 @@ def aggregate(
 ) -> dict[tuple[str, str, int], Cell]:
     """`{(arm, metric, bits): Cell}` over the seeds of each arm; a missing or non-finite value
     (e.g. no tail query) is left out of its cell."""
-    values: dict[tuple[str, str, int], list[float]] = {}
+    values: dict[tuple[str, str, int], list[tuple[int, float]]] = {}
     for run, results in records:
         for metric in metrics:
             value = results.get(metric)
             if value is None or not math.isfinite(value):
                 continue
-            values.setdefault((arm_name(run), metric, run.config.bits), []).append(float(value))
-    return {key: Cell(tuple(cell)) for key, cell in values.items()}
+            key = (arm_name(run), metric, run.config.bits)
+            values.setdefault(key, []).append((run.config.seed, float(value)))
+    return {
+        key: Cell(tuple(value for _, value in cell), tuple(seed for seed, _ in cell))
+        for key, cell in values.items()
+    }
 
 
 def _ordered(cells: dict, position: int) -> list:
@@ -314,7 +319,9 @@ def comparison_lines(
     cells: dict[tuple[str, str, int], Cell], *, reference: str = "LtCMH"
 ) -> list[str]:
     """`reference` minus every other arm, per metric and code length, in absolute MAP and in
-    units of the pooled standard deviation sqrt((s_a^2 + s_b^2) / 2)."""
+    units of the pooled standard deviation sqrt((s_a^2 + s_b^2) / 2); where both arms ran the same
+    seeds (same splits), also the per-seed (paired) differences: mean ± sd and how many seeds the
+    reference wins."""
     lines = []
     for metric in _ordered(cells, 1):
         for b in sorted(_ordered(cells, 2)):
@@ -329,6 +336,13 @@ def comparison_lines(
                 difference = ours.mean - other.mean
                 pooled = math.sqrt((ours.std**2 + other.std**2) / 2)
                 ratio = f"{difference / pooled:+.1f} sd" if pooled > 0 else "sd n/a"
+                if len(ours.values) > 1 and ours.seeds == other.seeds:
+                    paired = np.subtract(ours.values, other.values)
+                    wins = int(np.sum(paired > 0))
+                    ratio += (
+                        f"; paired {paired.mean():+.3f} ± {paired.std(ddof=1):.3f}, "
+                        f"{wins}/{paired.size} seeds"
+                    )
                 parts.append(f"vs {arm} {difference:+.3f} ({ratio})")
             task = DIRECTIONS.get(metric, metric.removeprefix("map_"))
             lines.append(f"- {task} {b} bits: {reference} " + ", ".join(parts))

@@ -109,7 +109,10 @@ def test_aggregate_markdown_and_comparisons_use_mean_and_sample_std():
     assert "| I->T | DCMH | .420 ± .028 |" in text
     assert "| T->I | DCMH | **.500 ± .000** |" in text
     lines = tables.comparison_lines(cells)
-    assert lines[0] == "- I->T 16 bits: LtCMH vs DCMH +0.100 (+3.5 sd)"
+    assert lines[0] == (
+        "- I->T 16 bits: LtCMH vs DCMH +0.100 (+3.5 sd; paired +0.100 ± 0.000, 2/2 seeds)"
+    )
+    assert lines[1] == "- T->I 16 bits: LtCMH vs DCMH -0.050 (sd n/a)"  # one LtCMH seed
 
 
 def test_runner_produces_tables_figures_and_resumes_without_training_again(
