@@ -48,6 +48,13 @@ METRICS = {
     "figure2": HEAD_TAIL_KEYS,
     "figure3": ("map_i2t", "map_t2i"),
 }
+TITLES = {
+    "table2": "Table 2: MAP on the long-tail split",
+    "table3": "Table 3: MAP on the balanced split",
+    "table4": "Table 4: image->image MAP, image modality alone, long-tail split",
+    "figure2": "Figure 2: head and tail MAP on the long-tail split",
+    "figure3": "Figure 3: LtCMH and its ablations on the long-tail split",
+}
 FOLDERS = {
     "table2": "table2",
     "table3": "table3",
@@ -413,7 +420,7 @@ def write_outputs(
     os.makedirs(out_dir, exist_ok=True)
     repeats = max(len(cell.values) for cell in cells.values())
     text = markdown_table(
-        cells, title=title or f"{experiment}: MAP, mean ± std over {repeats} seeds"
+        cells, title=title or f"{TITLES[experiment]}, mean ± std over {repeats} seeds"
     )
     comparisons = comparison_lines(cells)
     if comparisons:
