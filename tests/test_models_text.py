@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from ltcmh_jax.models import TextMLP, sparse_bag
+from ltcmh_jax.models.text import embedding_bag
 
 TEXT_DIM, HIDDEN, BITS = 40, 32, 8
 
@@ -88,3 +89,27 @@ def test_text_mlp_names_the_bad_shape():
         net(np.zeros((2, 39)))
     with pytest.raises(ValueError, match="one shape"):
         net.sparse(np.zeros((2, 3), np.int32), np.zeros((2, 4)))
+
+
+def test_embedding_bag_gradients_match_the_dense_product_when_tags_are_frequent():
+    # 40 rows with tag 3 in every row and tag 7 in most: more occurrences of one tag than the
+    # backward's per-tag table holds, so its overflow (scatter-add) path is exercised too.
+    text = _bag_of_words(4, n=40)
+    text[:, 3] = 1.5
+    text[::2, 7] = 0.5
+    indices, values = (jnp.asarray(array) for array in sparse_bag(text))
+    kernel = jnp.asarray(np.random.default_rng(5).normal(size=(TEXT_DIM, HIDDEN)), jnp.float32)
+    weights = jnp.asarray(np.random.default_rng(6).normal(size=(40, HIDDEN)), jnp.float32)
+
+    def dense_loss(kernel, text):
+        return jnp.sum(jnp.tanh(text @ kernel) * weights)
+
+    def sparse_loss(kernel, values):
+        return jnp.sum(jnp.tanh(embedding_bag(kernel, indices, values)) * weights)
+
+    to_kernel, to_text = jax.grad(dense_loss, argnums=(0, 1))(kernel, jnp.asarray(text))
+    sparse_to_kernel, to_values = jax.jit(jax.grad(sparse_loss, argnums=(0, 1)))(kernel, values)
+    np.testing.assert_allclose(sparse_to_kernel, to_kernel, rtol=1e-5, atol=1e-5)
+    # d/d values[i, j] is d/d text[i, indices[i, j]] (padding slots too: they point at tag 0).
+    want_to_values = np.take_along_axis(np.asarray(to_text), np.asarray(indices), axis=1)
+    np.testing.assert_allclose(to_values, want_to_values, rtol=1e-5, atol=1e-5)
