@@ -2,6 +2,7 @@ r"""How training and evaluation cost grow with n: time and peak memory, with log
 
   python benchmarks/scale.py                       # train 5k, 20k, 80k; database 20k, 60k, 200k
   python benchmarks/scale.py --train=2000,8000 --database=5000,20000   # a quick look
+  python benchmarks/scale.py --cnnf_memory         # XLA memory analysis of a CNN-F step
 
 Every size runs in its own child process (so its peak RSS is its own), on NUS-WIDE-like random
 data: 512-d image features, 1000-d bag-of-words text (~2% dense, the embedding-bag path), 21 labels
@@ -160,6 +161,37 @@ def child_eval(num_database: int) -> dict:
     }
 
 
+def cnnf_memory(images_per_device=(128, 16, 8)) -> None:
+    """XLA's memory analysis of one jitted gradient of CNN-F on raw 224x224 images (compile
+    only, nothing runs): what a device holds for the image phase at a given per-device batch."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from ltcmh_jax import models
+
+    config = models.ModelConfig(
+        method="dcmh", bits=BITS, image_net="cnnf", image_dim=1, text_dim=TEXT_DIM
+    )
+    graphdef, params = nnx.split(models.build_model(config, rngs=nnx.Rngs(0)).image_net)
+
+    def loss(params, images):
+        return nnx.merge(graphdef, params)(images).sum()
+
+    gradient = jax.jit(jax.grad(loss))
+    print("| images per device | parameters MB | gradients MB | temporaries MB |")
+    print("|---|---|---|---|")
+    for count in images_per_device:
+        images = jax.ShapeDtypeStruct((count, 3, 224, 224), jnp.uint8)
+        analysis = gradient.lower(params, images).compile().memory_analysis()
+        sizes = (
+            analysis.argument_size_in_bytes - count * 3 * 224 * 224,
+            analysis.output_size_in_bytes,
+            analysis.temp_size_in_bytes,
+        )
+        print(f"| {count} | " + " | ".join(f"{size / 2**20:.0f}" for size in sizes) + " |")
+
+
 def _run_child(kind: str, size: int, steps: int) -> dict:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
@@ -197,9 +229,15 @@ def main() -> None:
     parser.add_argument("--train", default="5000,20000,80000", help="training-set sizes")
     parser.add_argument("--database", default="20000,60000,200000", help="database sizes")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per phase")
+    parser.add_argument(
+        "--cnnf_memory", action="store_true", help="only XLA's memory analysis of a CNN-F step"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cnnf_memory:
+        cnnf_memory()
+        return
     if args.child == "train":
         print(json.dumps(child_train(args.size, args.steps)))
         return
