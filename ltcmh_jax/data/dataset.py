@@ -12,6 +12,11 @@ import numpy as np
 _CHECK_CHUNK = 4096
 
 
+def _describe_shape(value) -> str:
+    shape = getattr(value, "shape", None)
+    return f"shape {tuple(shape)}" if shape is not None else f"a {type(value).__name__}"
+
+
 def _first_bad_row(mask_rows: np.ndarray) -> int:
     return int(np.flatnonzero(mask_rows)[0])
 
@@ -64,7 +69,7 @@ class MultiModalDataset:
             value = getattr(self, name)
             if not hasattr(value, "shape") or len(value.shape) < 2:
                 raise ValueError(
-                    f"{name}: expected an array with a row per sample, got {value!r:.80}"
+                    f"{name}: expected an array with a row per sample, got {_describe_shape(value)}"
                 )
         for name in ("text", "labels"):
             shape = getattr(self, name).shape
