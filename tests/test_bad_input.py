@@ -113,7 +113,7 @@ CASES = [
     ("missing npz", ("--data_path={good}.missing",), ["{good}.missing", "no such file"]),
     ("mat of other names", ("--dataset=mirflickr25k", "--data_dir={renamed_mat}"), ["mirflickr25k-lall.mat", "LAll"]),  # noqa: E501
     ("truncated mat", ("--dataset=mirflickr25k", "--data_dir={truncated_mat}"), ["mirflickr25k-yall.mat"]),  # noqa: E501
-    ("CNN-F of another architecture", ("--dataset=mirflickr25k", "--data_dir={raw_mat}", "--image_net=cnnf", "--cnnf_weights={vggf_wrong}", "--split=balanced", "--num_query=5", "--num_train=10", "--text_hidden=8"), ["{vggf_wrong}", "conv1"]),  # noqa: E501
+    pytest.param("CNN-F of another architecture", ("--dataset=mirflickr25k", "--data_dir={raw_mat}", "--image_net=cnnf", "--cnnf_weights={vggf_wrong}", "--split=balanced", "--num_query=5", "--num_train=10", "--text_hidden=8"), ["{vggf_wrong}", "conv1"], marks=pytest.mark.slow),  # noqa: E501  (builds a full CNN-F)
     ("bits <= 0", ("--data_path={good}", "--bits=0"), ["--bits"]),
     ("imbalance factor < 1", ("--data_path={good}", "--imbalance_factor=0.5"), ["--imbalance_factor", "0.5"]),  # noqa: E501
     ("num_query too large", ("--data_path={good}", "--num_query=600"), ["--num_query", "600"]),
@@ -130,7 +130,9 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case, argv, named", CASES, ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(
+    "case, argv, named", CASES, ids=[getattr(case, "values", case)[0] for case in CASES]
+)
 def test_bad_input_ends_with_one_line_naming_it(files, tmp_path, case, argv, named):
     workdir = str(tmp_path / "run")
     split = () if "--split=balanced" in argv else LONGTAIL

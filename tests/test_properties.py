@@ -19,7 +19,7 @@ from ltcmh_jax.data import balanced_split, longtail_split
 from ltcmh_jax.data.matfiles import load_npz, read_mat_matrix
 from ltcmh_jax.train import check_label_coverage, write_json_atomic
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def _one_line(error: BaseException, *, names: str | None = None) -> str:
