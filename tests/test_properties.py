@@ -42,8 +42,7 @@ def npz_arrays(draw):
 
     def array(columns, elements):
         n = draw(st.sampled_from([rows] * 6 + [rows + 1]))
-        # 1-D arrays: see test_a_1d_array_is_refused_in_one_line (a known defect).
-        shape = draw(st.sampled_from([(n, columns)] * 8 + [(n, columns, 2)]))
+        shape = draw(st.sampled_from([(n, columns)] * 8 + [(n,), (n, columns, 2)]))
         values = draw(hnp.arrays(np.float64, shape, elements=elements))
         with np.errstate(invalid="ignore", over="ignore"):
             return values.astype(draw(_dtypes))
