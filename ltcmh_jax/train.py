@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -765,7 +766,21 @@ def _format_terms(summary: dict[str, float]) -> str:
     return " ".join(f"{short.get(key, key)}={summary[key]:.4g}" for key in ordered)
 
 
-def _load_finished(workdir: str, config: TrainConfig) -> dict | None:
+def data_fingerprint(dataset: data_lib.MultiModalDataset) -> str:
+    """A digest of the labels, the text and both shapes: tells finished runs on other data apart.
+
+    `--data_dir` / `--data_path` are not part of a run's identity (moving the files must not
+    invalidate a run), so this digest is what notices that they now hold other data. Raw images
+    are left out of it (reading 3 GB to hash them would cost more than it saves); their shape is in.
+    """
+    digest = hashlib.sha256()
+    digest.update(repr((tuple(dataset.image.shape), tuple(dataset.text.shape))).encode())
+    digest.update(np.ascontiguousarray(dataset.labels, np.uint8).tobytes())
+    digest.update(np.ascontiguousarray(dataset.text, np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _load_finished(workdir: str, config: TrainConfig, fingerprint: str) -> dict | None:
     path = os.path.join(workdir, "results.json")
     if not os.path.exists(path):
         return None
@@ -780,6 +795,11 @@ def _load_finished(workdir: str, config: TrainConfig) -> dict | None:
     if {key: saved.get(key) for key in expected} != expected:
         raise ValueError(
             f"{path}: holds the results of another configuration; use another --workdir"
+        )
+    if results.get("data_fingerprint", fingerprint) != fingerprint:
+        raise ValueError(
+            f"{path}: holds the results of a run on other data (data fingerprint "
+            f"{results['data_fingerprint']} there, {fingerprint} now); use another --workdir"
         )
     return results
 
@@ -853,7 +873,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
     dataset = load_dataset(config)
     check_label_coverage(dataset.labels, config.data_path or config.data_dir or config.dataset)
     config = resolve_defaults(config, dataset.num_samples, dataset.num_labels)
-    finished = _load_finished(workdir, config)
+    fingerprint = data_fingerprint(dataset)
+    finished = _load_finished(workdir, config, fingerprint)
     if finished is not None:
         log.info("%s holds a finished run; not training again", workdir)
         return finished
@@ -979,6 +1000,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
         "devices": sharding_lib.data_parallel_size(mesh),
         "backend": jax.default_backend(),
         "config": config.run_fields(),
+        "data_fingerprint": fingerprint,
     }
     if is_writer:
         _save_npz_atomic(os.path.join(workdir, "codes.npz"), codes)

@@ -213,6 +213,24 @@ def test_resume_and_rerun_give_the_codes_of_an_uninterrupted_run(tmp_path, monke
     assert train_lib.train_and_evaluate(TINY, resumed_dir)["map_t2i"] == resumed["map_t2i"]
     with pytest.raises(ValueError, match="another configuration"):
         train_lib.train_and_evaluate(dataclasses.replace(TINY, bits=32), resumed_dir)
+    # The same flags over other data (--data_path now pointing at other files) are refused too.
+    monkeypatch.setattr(train_lib, "data_fingerprint", lambda dataset: "0123456789abcdef")
+    with pytest.raises(ValueError, match="other data"):
+        train_lib.train_and_evaluate(TINY, resumed_dir)
+
+
+def test_data_fingerprint_tells_other_data_apart():
+    dataset = train_lib.load_dataset(dataclasses.replace(TINY, synthetic_samples=300))
+    same = train_lib.load_dataset(dataclasses.replace(TINY, synthetic_samples=300))
+    assert train_lib.data_fingerprint(dataset) == train_lib.data_fingerprint(same)
+    labels = dataset.labels.copy()
+    labels[0] = 1.0 - labels[0]
+    relabelled = type(dataset)(dataset.image, dataset.text, labels, dataset.label_names)
+    text = dataset.text.copy()
+    text[5, 0] += 1.0
+    retexted = type(dataset)(dataset.image, text, dataset.labels, dataset.label_names)
+    fingerprints = {train_lib.data_fingerprint(d) for d in (dataset, relabelled, retexted)}
+    assert len(fingerprints) == 3
 
 
 def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path, monkeypatch):
