@@ -140,15 +140,7 @@ class ImageOnlyTrainer(Trainer):
 
     def __init__(self, config, dataset, split, mesh):
         super().__init__(config, dataset, split, mesh)
-        rates = steps.LearningRates(
-            image=config.lr_image,
-            text=config.lr_text,
-            autoencoder=config.lr_autoencoder,
-            final=config.lr_final,
-            epochs=config.epochs,
-            steps_per_epoch=self.steps_per_epoch,
-        )
-        self.jitted = image_only_updates(self.graphdef, mesh, rates, self.weights)
+        self.jitted = image_only_updates(self.graphdef, mesh, self.rates, self.weights)
         self.optimizers = self.jitted.optimizers
 
     def init_state(self) -> steps.TrainState:

@@ -504,7 +504,7 @@ class Trainer:
         self.weights = steps.LossWeights(
             alpha=config.alpha, beta=config.beta, gamma=config.gamma, eta=config.eta
         )
-        rates = steps.LearningRates(
+        self.rates = rates = steps.LearningRates(
             image=config.lr_image,
             text=config.lr_text,
             autoencoder=config.lr_autoencoder,
