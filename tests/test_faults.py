@@ -20,10 +20,10 @@ import time
 import jax
 import numpy as np
 import pytest
+from test_train import TINY
 
 from ltcmh_jax import train as train_lib
 from ltcmh_jax.checkpoint import Checkpointer
-from ltcmh_jax.train import TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,23 +94,7 @@ def _epochs_logged(workdir) -> list[int]:
 
 
 # In-process runs of the tiny configuration: 5 epochs, a checkpoint after each.
-FIVE = TrainConfig(
-    synthetic_samples=1500,
-    z1=150,
-    imbalance_factor=10,
-    num_query=200,
-    bits=16,
-    epochs=5,
-    batch_size=32,
-    lr_image=1.0,
-    lr_text=1.0,
-    eta=0.01,
-    text_hidden=256,
-    ae_hidden=64,
-    checkpoint_every=1,
-    keep_checkpoints=3,
-    progress=False,
-)
+FIVE = dataclasses.replace(TINY, epochs=5, checkpoint_every=1, keep_checkpoints=3)
 
 
 def _stop_at(epoch_to_stop: int, before=None):
