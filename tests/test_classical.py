@@ -286,3 +286,30 @@ def test_orthonormal_completion_is_orthogonal_to_the_basis():
     completion = canonical.orthonormal_completion(basis, 3, seed=0)
     np.testing.assert_allclose(completion.T @ completion, np.eye(3), atol=1e-12)
     np.testing.assert_allclose(basis.T @ completion, 0.0, atol=1e-12)
+
+
+def test_scm_orth_beyond_the_rank_takes_whitened_orthogonal_directions():
+    # X^T S Y has rank 1 on the toy; the second bit's direction is undetermined by the objective
+    # and must be Sigma-orthogonal to the first, which in 2-D leaves only e_1.
+    model = classical.fit_scm(TOY_IMAGE, TOY_TEXT, TOY_LABELS, bits=2, variant="orth")
+    assert_same_directions(model.image.projection, np.eye(2))
+    assert_same_directions(model.text.projection, np.eye(2))
+
+
+def test_scm_without_semantic_signal_falls_back_to_cca():
+    # All-zero labels make S = -1 1^T, so X^T S Y = 0 for centred data: SCM-Seq's residual has no
+    # leading pair from the first bit on, and the reference fills every bit with plain CCA.
+    image, text, labels = random_views(5)
+    model = classical.fit_scm(
+        image, text, np.zeros_like(labels), bits=3, variant="seq", regularization=0.05
+    )
+    pairs = classical.canonical_correlation(image, text, dims=3, regularization=0.05)
+    assert_same_directions(model.image.projection, pairs.image_directions)
+    assert_same_directions(model.text.projection, pairs.text_directions)
+    orth = classical.fit_scm(
+        image, text, np.zeros_like(labels), bits=3, variant="orth", regularization=0.05
+    )
+    covariance = regularized(image, 0.05)
+    np.testing.assert_allclose(
+        orth.image.projection.T @ covariance @ orth.image.projection, np.eye(3), atol=1e-10
+    )

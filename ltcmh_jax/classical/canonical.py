@@ -80,7 +80,7 @@ def top_pairs_of_matrix(matrix: np.ndarray, count: int):
 
 
 def orthonormal_completion(basis: np.ndarray, count: int, *, seed: int) -> np.ndarray:
-    """`count` random orthonormal columns `[d, count]` orthogonal to the columns of `basis`.
+    """`count` random orthonormal columns `[d, count]` orthogonal to the `m` columns of `basis`.
 
     Raises:
       ValueError: naming `bits` when `m + count > d` (no room left).

@@ -107,6 +107,9 @@ def fit_scm(
     image_factor = _covariance_factor(image, image_mean, regularization, name="image")
     text_factor = _covariance_factor(text, text_mean, regularization, name="text")
     left, right = semantic_cross_covariance_factors(image, image_mean, text, text_mean, labels)
+    # Centred with the training mean, `X^T 1 = 0` exactly; the last pair is rounding noise that
+    # would otherwise count as a (tiny) semantic direction.
+    left, right = left[:, :-1], right[:, :-1]
     left_white = canonical.whiten(image_factor, bits * left / num_rows)
     right_white = canonical.whiten(text_factor, right / num_rows)
 
