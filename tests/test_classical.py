@@ -176,6 +176,10 @@ def test_linear_floor_is_sign_of_projected_ridge_predictions():
         )
         predicted = centred @ weights + labels.mean(0)
         np.testing.assert_array_equal(codes, np.where(predicted @ projection >= 0, 1, -1))
+    as_bool = classical.fit_linear_floor(
+        image, text, labels.astype(bool), bits=bits, ridge=ridge, seed=seed
+    )
+    np.testing.assert_array_equal(as_bool.encode_text(text), model.encode_text(text))
 
 
 def test_codes_are_plus_minus_one_balanced_and_seeded():

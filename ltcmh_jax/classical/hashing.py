@@ -13,6 +13,8 @@ from ltcmh_jax.classical.moments import check_features, row_chunks
 class LinearEncoder:
     """`h(x) = sign((x - mean) P + offset)`, with sign(0) = +1.
 
+    No separate feature scale: any scaling of the centred input is linear and lives in `P`.
+
     Attributes:
       mean: `[d]` float64, the training mean that centres the input.
       projection: `[d, k]` float64.

@@ -29,7 +29,7 @@ def check_features(features, name: str, *, num_rows: int | None = None, other: s
     features = np.asarray(features)
     if features.ndim != 2:
         raise ValueError(f"{name}: expected a [n, d] array, got shape {features.shape}")
-    if not (
+    if features.dtype != np.bool_ and not (
         np.issubdtype(features.dtype, np.floating) or np.issubdtype(features.dtype, np.integer)
     ):
         raise ValueError(f"{name}: dtype {features.dtype} is not numeric")
