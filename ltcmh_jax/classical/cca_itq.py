@@ -106,7 +106,8 @@ def fit_cca_itq(
       text: `[n, d_y]` training features (e.g. a 0/1 bag of words).
       bits: `k <= min(d_x, d_y)`, the number of canonical pairs (a hard limit: a ValueError).
       iterations: ITQ alternations (the paper's 50).
-      regularization: relative ridge of both covariances (see `canonical_correlation`).
+      regularization: relative ridge of both covariances (see `canonical_correlation`). The
+        default is a mild ridge picked before any measurement, not tuned on a benchmark.
       seed: ITQ's random initial rotation.
 
     Raises:

@@ -47,7 +47,7 @@ def fit_linear_floor(
       labels: `[n, c]` multi-hot in {0, 1}.
       bits: `k`, any positive integer.
       ridge: relative ridge, a multiple of the mean feature variance (1 = as strong as one
-        average feature's variance).
+        average feature's variance); picked before any measurement, not tuned.
       seed: the random projection `P`.
 
     Raises:

@@ -122,6 +122,24 @@ def centred_transpose_times(features, mean, matrix) -> np.ndarray:
     return out - np.outer(mean, matrix.sum(axis=0))
 
 
+def centred_sign_products(features, mean, direction) -> np.ndarray:
+    """`X^T sign(X w)`, `[d]` float64, for centred `X = features - 1 m^T` and `w` `[d]`.
+
+    One pass over the rows (each row's sign needs only that row), where `centred_times` then
+    `centred_transpose_times` would cast every chunk twice; sign(0) = +1.
+    """
+    direction = np.asarray(direction, np.float64).reshape(-1)
+    out = np.zeros(features.shape[1])
+    total_sign = 0.0
+    offset = mean @ direction
+    for rows in row_chunks(*features.shape):
+        chunk = features[rows].astype(np.float64)
+        signs = np.where(chunk @ direction - offset >= 0, 1.0, -1.0)
+        out += chunk.T @ signs
+        total_sign += signs.sum()
+    return out - mean * total_sign
+
+
 def regularized_covariance(gram: np.ndarray, num_rows: int, regularization: float) -> np.ndarray:
     """`Sigma + r (tr Sigma / d) I`, `Sigma = gram / n`: a ridge relative to the mean variance.
 
