@@ -12,9 +12,10 @@ correlation maximisation, `max tr(W_x^T X^T S Y W_y)`: a CCA with the semantic c
 `X^T S Y` in place of `X^T Y`. `S` is never formed: `X^T S Y = 2 (X^T L~)(Y^T L~)^T - (X^T 1)(Y^T
 1)^T` (the paper's route to linear time in n), so memory is `O(d^2 + n d)`.
 
-Checked against the authors' released MATLAB (`trainSCM_orth.m`, `trainSCM_seq.m`, `trainCCA.m`),
-which fix the ridge at `1e-6 I` on the unnormalised `X^T X`; here the ridge is relative (see
-`moments.regularized_covariance`) so that it means the same for any feature scale.
+The equations are as recalled from the paper (no equation numbers quoted); the algorithm was
+checked against a public copy of the authors' MATLAB (`trainSCM_orth.m`, `trainSCM_seq.m`,
+`trainCCA.m`), which fixes the ridge at `1e-6 I` on the unnormalised `X^T X`; here the ridge is
+relative (see `moments.regularized_covariance`), so that it means the same for any feature scale.
 """
 
 from __future__ import annotations
