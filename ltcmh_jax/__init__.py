@@ -7,7 +7,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "losses", "metrics", "index", "models", "plots", "train")
+_SUBMODULES = ("classical", "data", "losses", "metrics", "index", "models", "plots", "train")
 
 
 def __getattr__(name):
