@@ -410,7 +410,8 @@ def test_version_2_linear_floor_reaches_map_one_half(version_two, version_two_sp
     assert image_to_text >= 0.5 and text_to_image >= 0.5, (image_to_text, text_to_image)
 
 
-def test_version_2_with_the_synthetic_split_is_long_tailed_and_fair(version_two, version_two_split):
+def test_version_2_keeps_the_synthetic_split_feasible(version_two, version_two_split):
+    """The main job's split parameters still give a Zipf training set (fairness: test_longtail)."""
     table = describe(version_two, version_two_split)
     relative = (
         np.abs(version_two_split.achieved_counts - version_two_split.target_counts)
@@ -418,7 +419,3 @@ def test_version_2_with_the_synthetic_split_is_long_tailed_and_fair(version_two,
     )
     assert relative.max() <= 0.15
     assert 20 <= table["imbalance_factor"] <= 60
-    assert table["labels_per_sample_train"] == pytest.approx(
-        table["labels_per_sample_base"], rel=0.10
-    )
-    assert table["head_given_tail_train"] <= table["head_given_tail_base"] + 0.02
