@@ -505,7 +505,9 @@ def _sample_labels_v2(
             # A share `parent_cooccurrence` of the label's samples carry the parent, the rest do
             # not, and the label keeps its Zipf frequency.
             with_parent = parent_cooccurrence * probability[label] / probability[parent]
-            without = (1 - parent_cooccurrence) * probability[label] / (1 - probability[parent])
+            # max(): a parent on every sample (head_frequency 1) leaves no row without it.
+            without_parent = max(1 - probability[parent], 1e-12)
+            without = (1 - parent_cooccurrence) * probability[label] / without_parent
             chance = np.where(labels[:, parent], min(with_parent, 1.0), without)
         labels[:, label] = rng.random(num_samples) < chance
     # An unlabelled sample gets a head label, so that the other labels keep their frequency and
