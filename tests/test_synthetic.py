@@ -26,6 +26,8 @@ VERSION_1_SHA256 = {
     "default": "fb2854221c659fdaee2b326e0b6e6e5daafeaad3460a4c10c6ec32f6ede9aebb",
     "small_seed_3": "4df64e7ce7e10b7b86135a6d8945792ccd9becde8de703761951a734fa0d14c8",
 }
+# The same for version 2 as first committed: runs that used it can be rebuilt.
+VERSION_2_SHA256 = "d788b077b0ff8180657f33eb693956dc60cc610522e89ac8ebd1ea997d8fc51b"
 # Ridge penalty of the linear probes and the linear floor on version 2.
 PROBE_PENALTY = 10.0
 
@@ -263,6 +265,13 @@ def test_version_1_is_bit_identical_to_the_generator_before_version_2(default):
 
 
 # Version 2: shared concepts, co-occurrence, modality dominance
+
+
+def test_version_2_is_pinned(version_two):
+    digest = hashlib.sha256()
+    for array in (version_two.image, version_two.text, version_two.labels):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    assert digest.hexdigest() == VERSION_2_SHA256
 
 
 def test_version_2_keeps_the_interface(version_two):

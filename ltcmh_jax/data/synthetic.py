@@ -405,7 +405,7 @@ def _make_version_two(
     labels = _sample_labels_v2(
         rng, num_samples, structure, head_frequency, label_imbalance, parent_cooccurrence
     )
-    image, text = _concepts_v2(rng, labels, structure, **signal)
+    image, text = _views_v2(rng, labels, structure, **signal)
     return MultiModalDataset(
         image=image,
         text=text,
@@ -414,7 +414,7 @@ def _make_version_two(
     )
 
 
-def _concepts_v2(
+def _views_v2(
     rng: np.random.Generator,
     labels: np.ndarray,
     structure: LabelStructure,
