@@ -162,12 +162,14 @@ def longtail_split(
     Fixed label counts leave the number of rows free, and a positive per-row priority makes the
     LP take as few rows as it can, that is the rows with the most labels: tail samples that also
     carry head labels. `sampler="fair"` forbids that with linear constraints on the same LP:
-    - labels per training sample within 3% of the database's (labelled rows; 10% after rounding);
-    - for each tail label b, the share of b's training samples that carry a head label at most the
-      share among b's database samples, and the same for the tail samples as a whole.
+    - hard: for each tail label b, the share of b's training samples that carry a head label at
+      most the share among b's database samples, and the same for the tail samples as a whole;
+    - soft: labels per training sample within 3% of the database's (labelled rows), paid for below
+      the price of one sample off a count, so the counts come first: on label-dense data a Zipf
+      set has fewer labels per sample than its database, since head labels are what it drops.
     Head labels are the `num_head` most frequent in the database. `sampler="fewest_rows"` is the
     LP without these constraints, the sampler of December 2026 and before, kept so older splits
-    can be rebuilt.
+    can be rebuilt row for row.
 
     Args:
       labels: `[n, c]` multi-hot.
