@@ -59,6 +59,7 @@ class _Ranking(NamedTuple):
     db_label_words: np.ndarray
     bits: int
     query_labels: np.ndarray  # `[num_query, c]` bool, for per-label averages
+    db_labels: np.ndarray  # `[num_db, c]` bool, for per-label relevance
 
 
 def _as_labels(labels, name: str, num_rows: int, codes_name: str) -> np.ndarray:
@@ -129,6 +130,7 @@ def _prepare(
         _pack_label_words(db_labels),
         query_bits,
         query_labels,
+        db_labels,
     )
 
 
@@ -356,6 +358,82 @@ def head_tail_map(
     return {"head": head_map, "tail": tail_map}
 
 
+def _label_ap_of_ranking(
+    ranking: _Ranking, label_ids: np.ndarray, top_k: int | None, tie_break: str
+) -> np.ndarray:
+    per_label = np.full(label_ids.size, np.nan)
+    for position, label in enumerate(label_ids):
+        rows = np.flatnonzero(ranking.query_labels[:, label])
+        if not rows.size:
+            continue
+        # One label column on both sides: "shares a label" becomes "carries this label".
+        query_column = ranking.query_labels[rows][:, [label]]
+        db_column = ranking.db_labels[:, [label]]
+        single = _Ranking(
+            ranking.query_words[rows],
+            _pack_label_words(query_column),
+            ranking.db_words,
+            _pack_label_words(db_column),
+            ranking.bits,
+            query_column,
+            db_column,
+        )
+        per_label[position] = _ranked_relevance(single, top_k, tie_break)[0].mean()
+    return per_label
+
+
+def label_ap(
+    query_codes, db_codes, query_labels, db_labels, *, labels=None, top_k=None, tie_break="index"
+) -> np.ndarray:
+    """Per-label MAP with relevance "carries this label" (tail-only AP, not any shared label).
+
+    `label_ap[b] = mean over queries q carrying b of AP(q)`, where a database item is relevant to
+    q when it carries b. Unlike `per_label_map`, a tail query gets no credit for retrieving items
+    that share only a head label with it.
+
+    Args:
+      labels: label ids to score (`[m]` ints); None: all `c`.
+      Others as in `average_precision`.
+
+    Returns:
+      `[m]` float64, NaN for a label no query carries.
+    """
+    top_k = _check_top_k(top_k)
+    tie_break = _check_tie_break(tie_break)
+    ranking = _prepare(query_codes, db_codes, query_labels, db_labels)
+    num_labels = ranking.query_labels.shape[1]
+    label_ids = np.arange(num_labels) if labels is None else np.asarray(labels)
+    if label_ids.ndim != 1 or (label_ids.size and not np.issubdtype(label_ids.dtype, np.integer)):
+        raise ValueError(f"labels: expected a list of label ids (ints), got {labels!r}")
+    if label_ids.size and (label_ids.min() < 0 or label_ids.max() >= num_labels):
+        raise ValueError(f"labels: ids must be in [0, {num_labels}), got {label_ids.tolist()}")
+    return _label_ap_of_ranking(ranking, label_ids, top_k, tie_break)
+
+
+def tail_only_map(
+    query_codes,
+    db_codes,
+    query_labels,
+    db_labels,
+    tail_labels: Sequence[int] | np.ndarray,
+    *,
+    top_k=None,
+    tie_break="index",
+) -> float:
+    """Mean of `label_ap` over `tail_labels` that some query carries; NaN when none does."""
+    per_label = label_ap(
+        query_codes,
+        db_codes,
+        query_labels,
+        db_labels,
+        labels=tail_labels,
+        top_k=top_k,
+        tie_break=tie_break,
+    )
+    present = per_label[~np.isnan(per_label)]
+    return float(present.mean()) if present.size else float("nan")
+
+
 def evaluate(
     query_image_codes,
     query_text_codes,
@@ -375,7 +453,8 @@ def evaluate(
 
     Returns:
       `{"map_i2t", "map_t2i"}`, plus `map_i2t_head`, `map_i2t_tail`, `map_t2i_head`, `map_t2i_tail`
-      when `head_labels` is given (see `head_tail_map`).
+      (see `head_tail_map`) and `map_i2t_tail_only`, `map_t2i_tail_only` (`tail_only_map` of the
+      labels outside the head) when `head_labels` is given.
     """
     top_k = _check_top_k(top_k)
     tie_break = _check_tie_break(tie_break)
@@ -402,4 +481,9 @@ def evaluate(
             )
             results[f"map_{direction}_head"] = head_map
             results[f"map_{direction}_tail"] = tail_map
+            tail_only = _label_ap_of_ranking(ranking, np.flatnonzero(~head), top_k, tie_break)
+            tail_only = tail_only[~np.isnan(tail_only)]
+            results[f"map_{direction}_tail_only"] = (
+                float(tail_only.mean()) if tail_only.size else float("nan")
+            )
     return results

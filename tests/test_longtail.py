@@ -11,6 +11,7 @@ import pytest
 from ltcmh_jax.data import (
     SYNTHETIC_SPLIT,
     MultiModalDataset,
+    Split,
     balanced_split,
     describe,
     longtail_split,
@@ -143,6 +144,44 @@ def test_longtail_split_hits_the_zipf_targets_on_the_synthetic_set(synthetic, sy
     assert relative.max() <= 0.15
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_fair_sampler_keeps_the_database_label_mix(version, synthetic, synthetic_split):
+    if version == 2:
+        synthetic = make_synthetic_longtail(version=2)
+        synthetic_split = longtail_split(synthetic.labels, **SYNTHETIC_SPLIT, seed=0)
+    table = describe(synthetic, synthetic_split)
+    assert table["labels_per_sample_train"] == pytest.approx(
+        table["labels_per_sample_base"], rel=0.10
+    )
+    assert table["head_given_tail_train"] <= table["head_given_tail_base"] + 0.02
+    # The Zipf targets are still met, exactly on these sets.
+    np.testing.assert_array_equal(synthetic_split.achieved_counts, synthetic_split.target_counts)
+
+
+def test_fewest_rows_sampler_is_the_biased_one_it_replaces(synthetic):
+    # The LP without fairness constraints takes as few rows as it can: multi-label rows, and tail
+    # samples that all carry a head label (2.25 labels per sample against 1.87; 1.00 against 0.70).
+    split = longtail_split(synthetic.labels, **SYNTHETIC_SPLIT, seed=0, sampler="fewest_rows")
+    table = describe(synthetic, split)
+    assert table["labels_per_sample_train"] > 1.15 * table["labels_per_sample_base"]
+    assert table["head_given_tail_train"] > table["head_given_tail_base"] + 0.2
+    relative = np.abs(split.achieved_counts - split.target_counts) / split.target_counts
+    assert relative.max() <= 0.15
+
+
+def test_fair_sampler_puts_counts_before_cardinality_on_label_dense_data():
+    # About 4.5 labels per sample: a Zipf training set drops head labels, so it cannot also keep
+    # the database's cardinality; the counts win, and no tail label gains head labels.
+    labels = correlated_labels(6000, seed=1)
+    split = longtail_split(labels, z1=900, imbalance_factor=30, num_query=500, seed=3)
+    np.testing.assert_array_equal(split.achieved_counts, split.target_counts)
+    dataset = MultiModalDataset(
+        image=np.zeros((6000, 1), np.float32), text=np.zeros((6000, 1), np.float32), labels=labels
+    )
+    table = describe(dataset, split)
+    assert table["head_given_tail_train"] <= table["head_given_tail_base"] + 0.02
+
+
 def test_longtail_split_is_close_on_strongly_correlated_labels():
     labels = correlated_labels(6000, seed=1)
     split = longtail_split(labels, z1=900, imbalance_factor=30, num_query=500, seed=3)
@@ -208,6 +247,9 @@ def test_longtail_split_rejects_a_label_too_rare_in_the_database():
         (dict(num_query=200), "num_query"),  # = n
         (dict(num_query=500), "num_query"),
         (dict(num_query=10.5), "num_query"),
+        (dict(sampler="greedy"), "sampler"),
+        (dict(num_head=5), "num_head"),
+        (dict(num_head=-1), "num_head"),
     ],
 )
 def test_longtail_split_rejects_bad_arguments(kwargs, argument):
@@ -287,7 +329,15 @@ def test_balanced_split_rejects_bad_arguments(kwargs, argument):
 
 def test_describe_reports_table1_for_the_split_built(synthetic, synthetic_split):
     table = describe(synthetic, synthetic_split)
-    counts = synthetic.labels[synthetic_split.train].sum(axis=0)
+    labels = synthetic.labels > 0
+    counts = labels[synthetic_split.train].sum(axis=0)
+    head = synthetic_split.label_order[:14]  # default_num_head(24): 60% of 24, rounded
+    tail = synthetic_split.label_order[14:]
+
+    def head_given_tail(rows):
+        tail_rows = labels[rows][:, tail].any(axis=1)
+        return labels[rows][tail_rows][:, head].any(axis=1).mean()
+
     assert table == {
         "n_base": synthetic.num_samples - SYNTHETIC_SPLIT["num_query"],
         "n_query": SYNTHETIC_SPLIT["num_query"],
@@ -296,9 +346,37 @@ def test_describe_reports_table1_for_the_split_built(synthetic, synthetic_split)
         "zc": int(counts.min()),
         "c": synthetic.num_labels,
         "imbalance_factor": counts.max() / counts.min(),
+        "labels_per_sample_train": pytest.approx(labels[synthetic_split.train].sum(1).mean()),
+        "labels_per_sample_base": pytest.approx(labels[synthetic_split.database].sum(1).mean()),
+        "head_given_tail_train": pytest.approx(head_given_tail(synthetic_split.train)),
+        "head_given_tail_base": pytest.approx(head_given_tail(synthetic_split.database)),
     }
     assert table["z1"] == pytest.approx(SYNTHETIC_SPLIT["z1"], rel=0.15)
     assert table["imbalance_factor"] == pytest.approx(SYNTHETIC_SPLIT["imbalance_factor"], rel=0.3)
+
+
+def test_describe_fairness_figures_by_hand():
+    # Label 0 (4 samples) is head, labels 1 and 2 (2 and 1 samples) tail with num_head=1.
+    labels = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 1], [1, 0, 0], [1, 0, 0], [0, 0, 0]])
+    dataset = MultiModalDataset(
+        image=np.zeros((6, 2), np.float32), text=np.zeros((6, 2), np.float32), labels=labels
+    )
+    split = Split(
+        query=np.array([5]),
+        database=np.arange(5),
+        train=np.array([0, 2]),
+        label_order=np.array([0, 1, 2]),
+        target_counts=None,
+        achieved_counts=np.array([1, 2, 1]),
+    )
+    table = describe(dataset, split, num_head=1)
+    # Database: 1 + 2 + 2 + 1 + 1 labels on 5 rows; tail rows 0 and 2, of which row 0 has label 0.
+    assert table["labels_per_sample_base"] == pytest.approx(7 / 5)
+    assert table["head_given_tail_base"] == pytest.approx(1 / 2)
+    # Train: rows 0 (2 labels) and 2 (2 labels), both tail rows, one with the head label.
+    assert table["labels_per_sample_train"] == pytest.approx(2.0)
+    assert table["head_given_tail_train"] == pytest.approx(1 / 2)
+    assert math.isnan(describe(dataset, split, num_head=3)["head_given_tail_train"])  # no tail
 
 
 def test_describe_balanced_split_and_absent_label():

@@ -331,6 +331,55 @@ def test_per_label_and_head_tail_map_match_reference():
     assert metrics.head_tail_map(*problem, head_labels=mask) == head_tail
 
 
+def reference_label_ap(query_codes, db_codes, query_labels, db_labels, label, *, top_k=None):
+    """Tail-only AP of one label: queries carrying it, relevant = database items carrying it."""
+    distances = reference_distances(query_codes, db_codes)
+    relevant = np.asarray(db_labels)[:, label] > 0
+    rows = np.flatnonzero(np.asarray(query_labels)[:, label] > 0)
+    if not rows.size:
+        return math.nan
+    return np.mean([reference_ap(distances[row], relevant, top_k=top_k) for row in rows])
+
+
+@pytest.mark.parametrize("top_k", [None, 7])
+def test_label_ap_and_tail_only_map_match_reference(top_k):
+    problem = random_problem(21, num_query=30, num_db=80, num_labels=5)
+    query_labels = problem[2].copy()
+    query_labels[:, 4] = 0  # a label no query carries: NaN, left out of the tail mean
+    problem = (problem[0], problem[1], query_labels, problem[3])
+    expected = [reference_label_ap(*problem, label, top_k=top_k) for label in range(5)]
+    np.testing.assert_allclose(
+        metrics.label_ap(*problem, top_k=top_k), expected, atol=1e-12, equal_nan=True
+    )
+    np.testing.assert_allclose(
+        metrics.label_ap(*problem, labels=[3, 1], top_k=top_k), [expected[3], expected[1]]
+    )
+    tail = metrics.tail_only_map(*problem, [1, 3, 4], top_k=top_k)
+    assert tail == pytest.approx(np.mean([expected[1], expected[3]]), abs=1e-12)
+    assert math.isnan(metrics.tail_only_map(*problem, [4]))
+
+
+def test_label_ap_gives_no_credit_for_a_shared_head_label():
+    # Every item carries head label 0; the tail query (labels 0 and 1) ranks the one tail item
+    # last: its any-shared-label AP is 1, its tail-only AP 1/4.
+    query_codes = np.array([[1, 1, 1, 1]])
+    db_codes = np.array([[1, 1, 1, 1], [1, 1, 1, -1], [1, 1, -1, -1], [1, -1, -1, -1]])
+    query_labels = np.array([[1, 1]])
+    db_labels = np.array([[1, 0], [1, 0], [1, 0], [1, 1]])
+    problem = (query_codes, db_codes, query_labels, db_labels)
+    assert metrics.per_label_map(*problem)[1] == pytest.approx(1.0)
+    np.testing.assert_allclose(metrics.label_ap(*problem), [1.0, 0.25])
+    assert metrics.tail_only_map(*problem, [1]) == pytest.approx(0.25)
+
+
+def test_label_ap_refuses_bad_label_ids():
+    problem = random_problem(3)
+    with pytest.raises(ValueError, match=r"^labels: ids must be in \[0, 4\)"):
+        metrics.label_ap(*problem, labels=[0, 4])
+    with pytest.raises(ValueError, match="^labels: expected a list of label ids"):
+        metrics.label_ap(*problem, labels=[0.5])
+
+
 def test_evaluate_returns_both_directions_and_head_tail():
     rng = np.random.default_rng(12)
     bits, num_query, num_db, num_labels = 16, 10, 40, 4
@@ -356,6 +405,8 @@ def test_evaluate_returns_both_directions_and_head_tail():
         "map_i2t_tail",
         "map_t2i_head",
         "map_t2i_tail",
+        "map_i2t_tail_only",
+        "map_t2i_tail_only",
     }
     assert results["map_i2t"] == pytest.approx(
         reference_aps(codes["qi"], codes["dt"], query_labels, db_labels).mean(), abs=1e-12
@@ -366,6 +417,10 @@ def test_evaluate_returns_both_directions_and_head_tail():
     head_tail = metrics.head_tail_map(codes["qt"], codes["di"], query_labels, db_labels, [0, 1])
     assert results["map_t2i_head"] == head_tail["head"]
     assert results["map_t2i_tail"] == head_tail["tail"]
+    assert results["map_i2t_tail_only"] == pytest.approx(
+        metrics.tail_only_map(codes["qi"], codes["dt"], query_labels, db_labels, [2, 3]),
+        abs=1e-12,
+    )
     plain = metrics.evaluate(
         codes["qi"], codes["qt"], codes["di"], codes["dt"], query_labels, db_labels
     )

@@ -10,6 +10,17 @@ import math
 
 import numpy as np
 
+# Share of labels (head to tail) that count as head where no count is given: the training job's
+# default for data sets without one of their own (train.py, `--num_head`).
+HEAD_SHARE = 0.6
+SAMPLERS = ("fair", "fewest_rows")
+# Labels per training sample may differ from the database's by this fraction in the LP; rounding
+# and repair add a little, and the promise to callers is 10%.
+_CARDINALITY_TOLERANCE = 0.03
+# LP cost of one label per training set outside that band: below the 2 that one sample off a
+# label's count costs at least, so the counts come first, above the priority of a row.
+_SOFT_PENALTY = 1.0
+
 
 def zipf_counts(num_labels: int, z1: int, imbalance_factor: float) -> np.ndarray:
     """Per-rank sample counts of a Zipf long tail (paper, Problem Overview).
@@ -104,8 +115,33 @@ def _frequency_order(label_counts: np.ndarray) -> np.ndarray:
     return np.argsort(-label_counts, kind="stable").astype(np.int64)
 
 
+def default_num_head(num_labels: int) -> int:
+    """Head labels of a `num_labels`-label set when none are named: `HEAD_SHARE` of them, at least
+    one, and at least one tail label left when there are two or more labels."""
+    if int(num_labels) != num_labels or num_labels < 1:
+        raise ValueError(f"num_labels: must be a positive integer, got {num_labels!r}")
+    if num_labels == 1:
+        return 1
+    return int(min(max(round(HEAD_SHARE * num_labels), 1), num_labels - 1))
+
+
+def _check_num_head(num_head, num_labels: int) -> int:
+    if num_head is None:
+        return default_num_head(num_labels)
+    if isinstance(num_head, bool) or int(num_head) != num_head or not 0 <= num_head <= num_labels:
+        raise ValueError(f"num_head: must be an integer in [0, {num_labels}], got {num_head!r}")
+    return int(num_head)
+
+
 def longtail_split(
-    labels: np.ndarray, *, z1: int, imbalance_factor: float, num_query: int, seed: int
+    labels: np.ndarray,
+    *,
+    z1: int,
+    imbalance_factor: float,
+    num_query: int,
+    seed: int,
+    sampler: str = "fair",
+    num_head: int | None = None,
 ) -> Split:
     """The paper's long-tail protocol: random queries, the rest as database, a Zipf training set.
 
@@ -118,17 +154,32 @@ def longtail_split(
     labels, and a tail label's samples also carry head labels). The training set is the integer
     program "choose database rows whose label counts deviate least from the targets" (worst
     relative deviation first, then the total), solved through its LP relaxation, whose vertex
-    solution has at most `c` fractional rows, then rounded and repaired by single-row moves.
-    A seeded random priority per row decides among equally good subsets, so within each label
-    pattern the rows are a uniform random choice. (A greedy "rarest label first" sampler overfills
-    middle labels whenever tail samples carry them; see docs/DESIGN.md.)
+    solution has few fractional rows, then rounded and repaired by single-row moves. A seeded
+    random priority per row decides among equally good subsets, so within each label pattern the
+    rows are a uniform random choice. (A greedy "rarest label first" sampler overfills middle
+    labels whenever tail samples carry them; see docs/DESIGN.md.)
+
+    Fixed label counts leave the number of rows free, and a positive per-row priority makes the
+    LP take as few rows as it can, that is the rows with the most labels: tail samples that also
+    carry head labels. `sampler="fair"` forbids that with linear constraints on the same LP:
+    - hard: for each tail label b, the share of b's training samples that carry a head label at
+      most the share among b's database samples, and the same for the tail samples as a whole;
+    - soft: labels per training sample within 3% of the database's (labelled rows), paid for below
+      the price of one sample off a count, so the counts come first: on label-dense data a Zipf
+      set has fewer labels per sample than its database, since head labels are what it drops.
+    Head labels are the `num_head` most frequent in the database. `sampler="fewest_rows"` is the
+    LP without these constraints, the sampler of December 2026 and before, kept so older splits
+    can be rebuilt row for row.
 
     Args:
       labels: `[n, c]` multi-hot.
       z1: head-label count of the training set.
       imbalance_factor: `z_1 / z_c` of the training set, at least 1.
       num_query: size of the query set, in `[1, n)`.
-      seed: the split is a pure function of `(labels, z1, imbalance_factor, num_query, seed)`.
+      seed: the split is a pure function of the arguments.
+      sampler: "fair" or "fewest_rows" (`SAMPLERS`).
+      num_head: head labels for the fair sampler's constraint; None: `default_num_head(c)`, the
+        training job's head/tail default.
 
     Returns:
       A `Split` with `target_counts` and `achieved_counts`.
@@ -141,6 +192,9 @@ def longtail_split(
     num_samples, num_labels = labels.shape
     zipf = zipf_counts(num_labels, z1, imbalance_factor)
     _check_num_query(num_query, num_samples)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")
+    num_head = _check_num_head(num_head, num_labels)
     rng = np.random.default_rng(seed)
     query, database = _query_and_database(num_samples, num_query, rng)
 
@@ -159,7 +213,12 @@ def longtail_split(
             "or imbalance_factor"
         )
 
-    taken = _zipf_subset(database_labels, target_counts, rng)
+    hard = soft = None
+    if sampler == "fair":
+        head = np.zeros(num_labels, dtype=bool)
+        head[label_order[:num_head]] = True
+        hard, soft = _fairness_constraints(database_labels, head)
+    taken = _zipf_subset(database_labels, target_counts, rng, hard=hard, soft=soft)
     train = database[taken]
     return Split(
         query=query,
@@ -171,51 +230,114 @@ def longtail_split(
     )
 
 
-def _zipf_subset(labels: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _fairness_constraints(labels: np.ndarray, head: np.ndarray):
+    """`(hard [k, m], soft [2, m])`: linear constraints `A x <= 0` on the choice `x` of rows.
+
+    Each is a ratio over the chosen rows held to the database's own ratio, written as a linear
+    inequality by multiplying out the denominator. Hard: for each tail label, and for all tail
+    samples together, the share that carries a head label. Soft (the LP pays for any excess): labels
+    per row within `_CARDINALITY_TOLERANCE`, because on label-dense data a Zipf training set cannot
+    reach the database's cardinality without missing its counts (head labels are what it drops).
+    """
+    as_float = labels.astype(np.float64)
+    cardinality = as_float.sum(axis=1)
+    labelled = cardinality > 0
+    mean_cardinality = cardinality[labelled].mean() if labelled.any() else 0.0
+    soft = np.stack(
+        [
+            cardinality - mean_cardinality * (1 + _CARDINALITY_TOLERANCE),
+            mean_cardinality * (1 - _CARDINALITY_TOLERANCE) - cardinality,
+        ]
+    )
+    hard = []
+    has_head = labels[:, head].any(axis=1).astype(np.float64)
+    tail_labels = np.flatnonzero(~head)
+    if head.any() and tail_labels.size:
+        has_tail = labels[:, tail_labels].any(axis=1).astype(np.float64)
+        for members in [*as_float[:, tail_labels].T, has_tail]:
+            if members.any():
+                share = (members * has_head).sum() / members.sum()
+                hard.append(members * (has_head - share))
+    return np.stack(hard) if hard else np.zeros((0, labels.shape[0])), soft
+
+
+def _zipf_subset(
+    labels: np.ndarray,
+    targets: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    hard: np.ndarray | None = None,
+    soft: np.ndarray | None = None,
+) -> np.ndarray:
     """Sorted row indices of `labels` (`[m, c]` bool) whose label counts come closest to `targets`.
 
     The subset problem is the integer program: choose `x in {0, 1}^m` minimising the deviation of
-    `labels^T x` from `targets`. Its LP relaxation (HiGHS) has `c` equality rows, so a vertex
-    solution has at most `c` fractional entries: rounding them and a short local search then lose
-    at most a few samples per label. Each row also costs a random priority in `[0, 1)`, so among
-    subsets with equal counts the LP takes the lowest-priority rows (a seeded random choice within
-    each label pattern) rather than whatever vertex the solver happens to reach first.
+    `labels^T x` from `targets`, subject to `hard @ x <= 0` (`[k, m]`), paying
+    `_SOFT_PENALTY * max(soft @ x, 0)` (`[j, m]`). Its LP relaxation (HiGHS) has `2 c + k + j`
+    constraint rows, so a vertex solution has few fractional entries: rounding them and a short
+    local search then lose at most a few samples per label. Each row also costs a random priority
+    in `[0, 1)`, so among subsets with equal counts the LP takes the lowest-priority rows (a seeded
+    random choice within each label pattern) rather than whatever vertex the solver happens to
+    reach first. Unlabelled rows are never taken.
     """
     from scipy import optimize, sparse  # Lazy: keeps `import ltcmh_jax.data` light.
 
     num_rows, num_labels = labels.shape
+    hard = np.zeros((0, num_rows)) if hard is None else hard
+    soft = np.zeros((0, num_rows)) if soft is None else soft
+    num_soft = soft.shape[0]
     targets = targets.astype(np.float64)
     priority = rng.random(num_rows)
     # One sample more or less on any label (relative 1 / targets[b] >= 1 / max(targets)) costs at
     # least 2, more than any single row's priority, so priority only chooses among near-equal
     # subsets. A far larger weight would guarantee strict precedence but strains HiGHS's tolerances.
     weight = 2.0 * targets.max()
-    # Variables: x [m], over [c], under [c], worst; labels^T x - over + under = targets and
-    # (over + under) / targets <= worst. Objective: weight * (c * worst + sum((over + under) /
-    # targets)) + priority . x, i.e. the worst relative error first, then the total, then priority.
+    # Variables: x [m], over [c], under [c], worst, excess [j]; labels^T x - over + under =
+    # targets, (over + under) / targets <= worst, hard x <= 0, soft x - excess <= 0. Objective:
+    # weight * (c * worst + sum((over + under) / targets)) + penalty * sum(excess) + priority . x.
     eye = sparse.identity(num_labels, format="csr")
     inverse = sparse.diags(1.0 / targets)
+    zeros = sparse.csr_matrix
     equality = sparse.hstack(
+        [zeros(labels.T.astype(np.float64)), -eye, eye, zeros((num_labels, 1 + num_soft))]
+    )
+    upper = sparse.vstack(
         [
-            sparse.csr_matrix(labels.T.astype(np.float64)),
-            -eye,
-            eye,
-            sparse.csr_matrix((num_labels, 1)),
+            sparse.hstack(
+                [
+                    zeros((num_labels, num_rows)),
+                    inverse,
+                    inverse,
+                    -np.ones((num_labels, 1)),
+                    zeros((num_labels, num_soft)),
+                ]
+            ),
+            sparse.hstack([zeros(hard), zeros((hard.shape[0], 2 * num_labels + 1 + num_soft))]),
+            sparse.hstack(
+                [
+                    zeros(soft),
+                    zeros((num_soft, 2 * num_labels + 1)),
+                    -sparse.identity(num_soft),
+                ]
+            ),
         ]
     )
-    worst_bound = sparse.hstack(
-        [sparse.csr_matrix((num_labels, num_rows)), inverse, inverse, -np.ones((num_labels, 1))]
-    )
     objective = np.concatenate(
-        [priority, weight / targets, weight / targets, [weight * num_labels]]
+        [
+            priority,
+            weight / targets,
+            weight / targets,
+            [weight * num_labels],
+            np.full(num_soft, _SOFT_PENALTY),
+        ]
     )
-    bounds = np.zeros((num_rows + 2 * num_labels + 1, 2))
-    bounds[:num_rows, 1] = 1.0
+    bounds = np.zeros((objective.size, 2))
+    bounds[:num_rows, 1] = labels.any(axis=1)
     bounds[num_rows:, 1] = np.inf
     result = optimize.linprog(
         objective,
-        A_ub=worst_bound,
-        b_ub=np.zeros(num_labels),
+        A_ub=upper,
+        b_ub=np.zeros(upper.shape[0]),
         A_eq=equality,
         b_eq=targets,
         bounds=bounds,
@@ -224,31 +346,52 @@ def _zipf_subset(labels: np.ndarray, targets: np.ndarray, rng: np.random.Generat
     if result.status != 0:
         raise RuntimeError(f"longtail_split: the LP solver failed: {result.message}")
     taken = result.x[:num_rows] > 0.5
-    return np.flatnonzero(_improve(labels, targets, taken, priority)).astype(np.int64)
+    taken = _improve(labels, targets, taken, priority, hard=hard, soft=soft / weight)
+    return np.flatnonzero(taken).astype(np.int64)
 
 
 def _improve(
-    labels: np.ndarray, targets: np.ndarray, taken: np.ndarray, priority: np.ndarray
+    labels: np.ndarray,
+    targets: np.ndarray,
+    taken: np.ndarray,
+    priority: np.ndarray,
+    *,
+    hard: np.ndarray,
+    soft: np.ndarray,
 ) -> np.ndarray:
     """Single-row additions and removals while they lower the LP's objective on the counts.
 
     Rounding the LP's few fractional rows can leave a label a sample or two off; this repairs it.
+    A move may not push any row of `hard @ x <= 0` further above 0 than it already is; `soft`
+    (already divided by the LP's count weight) adds `_SOFT_PENALTY * max(soft @ x, 0)`.
     """
     taken = taken.copy()
     as_float = labels.astype(np.float64)
     num_labels = labels.shape[1]
+    labelled = labels.any(axis=1)
 
-    def objective(deviation: np.ndarray) -> np.ndarray:
+    def objective(deviation: np.ndarray, soft_values: np.ndarray) -> np.ndarray:
         relative = np.abs(deviation) / targets
-        return num_labels * relative.max(axis=-1) + relative.sum(axis=-1)
+        excess = _SOFT_PENALTY * np.maximum(soft_values, 0.0).sum(axis=0)
+        return num_labels * relative.max(axis=-1) + relative.sum(axis=-1) + excess
 
     # Each step strictly lowers a non-negative objective that takes finitely many values; the cap
     # only bounds the time on pathological inputs.
     for _ in range(4 * num_labels + 64):
         deviation = as_float[taken].sum(axis=0) - targets
-        current = objective(deviation)
+        soft_now = soft @ taken
+        current = objective(deviation, soft_now)
         change = np.where(taken, -1.0, 1.0)
-        candidates = objective(deviation + change[:, None] * as_float)
+        candidates = objective(
+            deviation + change[:, None] * as_float, soft_now[:, None] + soft * change[None, :]
+        )
+        hard_now = hard @ taken
+        moved = hard_now[:, None] + hard * change[None, :]
+        # 1e-9: the shares are floats; a move that keeps a constraint exactly at 0 is fine.
+        allowed = (labelled | taken) & (
+            np.maximum(moved, 0.0) <= np.maximum(hard_now, 0.0)[:, None] + 1e-9
+        ).all(axis=0)
+        candidates = np.where(allowed, candidates, np.inf)
         # Ties go to the lowest-priority row to add or the highest-priority row to drop, as the LP.
         order = np.lexsort((np.where(taken, -priority, priority), candidates))
         best = order[0]
@@ -293,8 +436,15 @@ def balanced_split(labels: np.ndarray, *, num_query: int, num_train: int, seed: 
     )
 
 
-def describe(dataset, split: Split) -> dict:
-    """The paper's Table 1 statistics of the split actually built.
+def _head_given_tail(labels: np.ndarray, head: np.ndarray) -> float:
+    has_tail = labels[:, ~head].any(axis=1)
+    if not has_tail.any():
+        return math.nan
+    return float(labels[has_tail][:, head].any(axis=1).mean())
+
+
+def describe(dataset, split: Split, *, num_head: int | None = None) -> dict:
+    """The paper's Table 1 statistics of the split actually built, and how fair its sampler was.
 
     Counts are recomputed from `dataset.labels[split.train]`, not read from the split, so the
     table describes the data that training will see.
@@ -302,10 +452,16 @@ def describe(dataset, split: Split) -> dict:
     Args:
       dataset: a `MultiModalDataset` (anything with `[n, c]` `labels`).
       split: a `Split` of that dataset.
+      num_head: head labels (`split.label_order[:num_head]`) for `head_given_tail_*`; None:
+        `default_num_head(c)`.
 
     Returns:
       `n_base` (database size), `n_query`, `n_train`, `z1` (most frequent label's training count),
-      `zc` (least frequent), `c` (labels), `imbalance_factor` (`z1 / zc`, inf when `zc = 0`).
+      `zc` (least frequent), `c` (labels), `imbalance_factor` (`z1 / zc`, inf when `zc = 0`);
+      `labels_per_sample_train` and `labels_per_sample_base` (mean labels per sample of the
+      training set and of the database); `head_given_tail_train` and `head_given_tail_base` (the
+      share of samples carrying a tail label that also carry a head label; NaN without tail
+      samples). A fair long-tail sampler keeps each `_train` figure near its `_base` one.
     """
     labels = np.asarray(dataset.labels)
     num_samples = labels.shape[0]
@@ -316,7 +472,12 @@ def describe(dataset, split: Split) -> dict:
                 f"split.{name}: indices outside [0, {num_samples}), the dataset's rows; is the "
                 "split from another dataset?"
             )
-    train_counts = labels[np.asarray(split.train)].sum(axis=0).astype(np.int64)
+    num_head = _check_num_head(num_head, labels.shape[1])
+    head = np.zeros(labels.shape[1], dtype=bool)
+    head[np.asarray(split.label_order)[:num_head]] = True
+    train_labels = labels[np.asarray(split.train)] != 0
+    base_labels = labels[np.asarray(split.database)] != 0
+    train_counts = train_labels.sum(axis=0).astype(np.int64)
     z1 = int(train_counts.max()) if train_counts.size else 0
     zc = int(train_counts.min()) if train_counts.size else 0
     return {
@@ -327,4 +488,12 @@ def describe(dataset, split: Split) -> dict:
         "zc": zc,
         "c": int(labels.shape[1]),
         "imbalance_factor": z1 / zc if zc else math.inf,
+        "labels_per_sample_train": float(train_labels.sum(axis=1).mean())
+        if train_labels.shape[0]
+        else math.nan,
+        "labels_per_sample_base": float(base_labels.sum(axis=1).mean())
+        if base_labels.shape[0]
+        else math.nan,
+        "head_given_tail_train": _head_given_tail(train_labels, head),
+        "head_given_tail_base": _head_given_tail(base_labels, head),
     }
