@@ -237,3 +237,39 @@ def test_autoencoder_loss_bad_combinations():
         losses.autoencoder_loss(**dict(inputs, commonality=None))
     with pytest.raises(TypeError):
         losses.autoencoder_loss(*inputs.values())  # keyword-only
+
+
+def test_relative_regularizer_matches_reference_and_is_scale_free():
+    commonality, labels, r_x, r_y = regularizer_inputs()
+    got = losses.commonality_regularizer(commonality, labels, r_x, r_y, normalization="relative")
+    c64 = np.asarray(commonality, np.float64)
+    pair_weight = 0.5 * np.sum(r_x + r_y)
+    spread = 2.0 * np.mean(np.sum((c64 - c64.mean(0)) ** 2, axis=1))
+    expected = reference_regularizer(commonality, labels, r_x, r_y) / pair_weight / spread
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # Shrinking C* no longer lowers J1 (the collapse the sum allowed), and c^2 pairs do not
+    # inflate it: a ratio of prototype distance to sample spread stays below ~2.
+    scaled = losses.commonality_regularizer(
+        0.01 * commonality, labels, r_x, r_y, normalization="relative"
+    )
+    np.testing.assert_allclose(scaled, got, rtol=1e-4)
+    assert 0 < float(got) < 2
+    check_grads(
+        lambda c: losses.commonality_regularizer(c, labels, r_x, r_y, normalization="relative"),
+        (commonality.astype(np.float64),),
+        order=1,
+        modes=["rev"],
+        rtol=1e-3,
+    )
+
+
+def test_relative_regularizer_constant_commonality_is_zero_with_finite_gradient():
+    _, labels, r_x, r_y = regularizer_inputs()
+    constant = np.ones((labels.shape[0], 3), np.float32)
+    value, grad = jax.value_and_grad(
+        lambda c: losses.commonality_regularizer(c, labels, r_x, r_y, normalization="relative")
+    )(constant)
+    assert float(value) == 0.0
+    assert np.all(np.isfinite(np.asarray(grad)))
+    with pytest.raises(ValueError, match="normalization"):
+        losses.commonality_regularizer(constant, labels, r_x, r_y, normalization="mean")

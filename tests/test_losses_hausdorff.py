@@ -258,3 +258,43 @@ def test_diagonal_is_exactly_zero_with_near_duplicate_members():
     labels[:10, 0] = labels[10:, 1] = 1
     got = np.asarray(average_hausdorff(features, labels))
     np.testing.assert_array_equal(np.diag(got), [0.0, 0.0])
+
+
+def related_and_unrelated_labels(scale=1.0, seed=0):
+    """Labels 0 and 1 share a concept (their samples lie around nearby centres); 2 and 3 are
+    unrelated to everything. Label 0 is frequent, the others rare, as in a long tail."""
+    rng = np.random.default_rng(seed)
+    centres = 4.0 * rng.standard_normal((4, 8))
+    centres[1] = centres[0] + 0.8 * rng.standard_normal(8)
+    sizes = (60, 8, 8, 8)
+    features, labels = [], []
+    for label, size in enumerate(sizes):
+        features.append(centres[label] + rng.standard_normal((size, 8)))
+        labels.append(np.repeat(np.eye(4)[label][None], size, axis=0))
+    return scale * np.concatenate(features).astype(np.float32), np.concatenate(labels)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_scale_free_similarity_ranks_related_labels_first_at_any_feature_scale(scale):
+    features, labels = related_and_unrelated_labels(scale)
+    distances = losses.average_hausdorff(features, labels)
+    similarity = np.asarray(losses.label_similarity(distances, scale="scale_free"))
+    related = similarity[0, 1]
+    unrelated = [similarity[a, b] for a in range(4) for b in range(a + 1, 4) if (a, b) != (0, 1)]
+    assert related > max(unrelated)
+    # The same R at every scale: it follows the label geometry, not the feature scale.
+    base_features, _ = related_and_unrelated_labels(1.0)
+    base = np.asarray(
+        losses.label_similarity(losses.average_hausdorff(base_features, labels), scale="scale_free")
+    )
+    np.testing.assert_allclose(similarity, base, rtol=2e-3, atol=1e-5)
+
+
+def test_scale_free_similarity_formula_and_bad_scale():
+    distances = np.array([[0.0, 1.0, 3.0], [1.0, 0.0, 2.0], [3.0, 2.0, 0.0]], np.float32)
+    expected = np.exp(-distances / 2.0)  # sigma = mean off-diagonal H = 2
+    np.testing.assert_allclose(
+        losses.label_similarity(distances, scale="scale_free"), expected, rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="scale"):
+        losses.label_similarity(distances, scale="square")

@@ -156,3 +156,24 @@ def test_jit_and_vmap_over_pairs():
     expected = [reference_hsic(x, y) for x, y in pairs]
     np.testing.assert_allclose(batched, expected, rtol=2e-4)
     np.testing.assert_allclose(losses.hsic(xs[0], ys[0]), expected[0], rtol=2e-4)
+
+
+def test_normalized_hsic_matches_reference_and_is_scale_free():
+    x, y = dependent_pair(40)
+    expected = reference_hsic(x, y) / np.sqrt(reference_hsic(x, x) * reference_hsic(y, y))
+    got = losses.normalized_hsic(x, y)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    np.testing.assert_allclose(losses.normalized_hsic(100 * x, 0.01 * y), got, rtol=1e-4)
+    np.testing.assert_allclose(losses.normalized_hsic(x, x), 1.0, rtol=1e-5)
+    independent = np.random.default_rng(9).standard_normal(y.shape)
+    assert float(losses.normalized_hsic(x, independent)) < float(got)
+    check_grads(
+        lambda a: losses.normalized_hsic(a, y), (x.astype(np.float64),), order=1, modes=["rev"]
+    )
+
+
+def test_normalized_hsic_constant_input_is_zero():
+    x, _ = dependent_pair(10)
+    value, grad = jax.value_and_grad(lambda a: losses.normalized_hsic(a, x))(np.ones_like(x))
+    assert float(value) == 0.0
+    assert np.all(np.isfinite(np.asarray(grad)))

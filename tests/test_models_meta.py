@@ -91,3 +91,22 @@ def test_memory_centroids_are_state_but_not_parameters():
     assert ("centroids",) not in param_paths
     with pytest.raises(ValueError, match=r"\(4, 6\), got \(3, 6\)"):
         meta.set_centroids(np.zeros((3, BITS)))
+
+
+def test_normalized_selector_input_gates_the_same_whatever_the_scale_of_f():
+    meta = MetaFeature(BITS, normalize_selector_input=True, rngs=nnx.Rngs(0))
+    direct, commonality, individuality = (_array(seed, (5, BITS)) for seed in range(3))
+    rms = np.sqrt(np.mean(direct**2, axis=1, keepdims=True))
+    unit = direct / rms
+    expected = (
+        direct
+        + np.tanh(_linear(meta.commonality_selector, unit)) * commonality
+        + np.tanh(_linear(meta.individuality_selector, unit)) * individuality
+    )
+    got = meta(direct, commonality=commonality, individuality=individuality)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    # F scaled by 1e-2: the memory terms (the gates) are unchanged; only the F^v summand shrinks.
+    small = meta(0.01 * direct, commonality=commonality, individuality=individuality)
+    np.testing.assert_allclose(
+        np.asarray(small) - 0.01 * direct, expected - direct, rtol=1e-3, atol=1e-4
+    )

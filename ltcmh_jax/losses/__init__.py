@@ -22,3 +22,4 @@ from ltcmh_jax.losses.hashing import similarity_matrix as similarity_matrix
 from ltcmh_jax.losses.hausdorff import average_hausdorff as average_hausdorff
 from ltcmh_jax.losses.hausdorff import label_similarity as label_similarity
 from ltcmh_jax.losses.independence import hsic as hsic
+from ltcmh_jax.losses.independence import normalized_hsic as normalized_hsic

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from ltcmh_jax.losses.independence import hsic
+from ltcmh_jax.losses.independence import hsic, normalized_hsic
 
 
 def _check_same_shape(name: str, first: str, a: jax.Array, second: str, b: jax.Array) -> None:
@@ -13,13 +13,27 @@ def _check_same_shape(name: str, first: str, a: jax.Array, second: str, b: jax.A
         raise ValueError(f"{name}: {first} {a.shape} and {second} {b.shape} must have one shape")
 
 
+J1_NORMALIZATIONS = ("sum", "relative")
+
+
 def commonality_regularizer(
-    commonality: jax.Array, labels: jax.Array, r_x: jax.Array, r_y: jax.Array
+    commonality: jax.Array,
+    labels: jax.Array,
+    r_x: jax.Array,
+    r_y: jax.Array,
+    *,
+    normalization: str = "sum",
 ) -> jax.Array:
     """Cross-modal regulariser J1 on the label prototypes of the commonality (Eq. 3).
 
     J1 = 1/2 sum_ab ||q_a - q_b||^2 (R^x_ab + R^y_ab) = tr(Q^T ((D^x - R^x) + (D^y - R^y)) Q),
     Q = diag(1/|a|) L^T C*.
+
+    normalization="sum" is that sum over the c^2 label pairs (Eq. 3 as printed).
+    normalization="relative" divides it by 1/2 sum_ab (R^x_ab + R^y_ab) (a weighted mean over
+    pairs, so its size does not grow with c^2) and by 2 tr Cov(C*) over the batch (the mean
+    squared distance between two samples' commonalities), so J1 is a ratio in [0, ~2]: J1 can no
+    longer be lowered by shrinking C*, which a sum lets it do and which collapsed C* in training.
 
     R is label x label, so the paper's "C*_{.a}", the commonality of label a, is read as the
     prototype q_a, the mean of C* over the samples annotated with a. Labels with no sample in
@@ -31,13 +45,19 @@ def commonality_regularizer(
       labels: `[n, c]` multi-hot labels of the same samples (nonzero = member).
       r_x: `[c, c]` label similarity R^x of the image modality (Eq. 4).
       r_y: `[c, c]` label similarity R^y of the text modality.
+      normalization: "sum" or "relative" (above).
 
     Returns:
       Scalar J1 (>= 0 for non-negative R).
 
     Raises:
-      ValueError: if the shapes do not match.
+      ValueError: if the shapes do not match, or `normalization` is unknown.
     """
+    if normalization not in J1_NORMALIZATIONS:
+        raise ValueError(
+            f"commonality_regularizer: normalization must be one of {J1_NORMALIZATIONS}, got "
+            f"{normalization!r}"
+        )
     commonality, labels = jnp.asarray(commonality), jnp.asarray(labels)
     r_x, r_y = jnp.asarray(r_x), jnp.asarray(r_y)
     if commonality.ndim != 2 or labels.ndim != 2 or commonality.shape[0] != labels.shape[0]:
@@ -60,7 +80,17 @@ def commonality_regularizer(
     pair_weights = jnp.where(present[:, None] & present[None, :], r_x + r_y, 0.0)
     # Direct differences rather than the trace form: c is small, and they have no cancellation.
     differences = prototypes[:, None, :] - prototypes[None, :, :]
-    return 0.5 * jnp.sum(pair_weights * jnp.sum(differences * differences, axis=-1))
+    total = 0.5 * jnp.sum(pair_weights * jnp.sum(differences * differences, axis=-1))
+    if normalization == "sum":
+        return total
+    weight = 0.5 * jnp.sum(pair_weights)
+    centred = commonality.astype(dtype) - jnp.mean(commonality.astype(dtype), axis=0)
+    spread = 2.0 * jnp.mean(jnp.sum(centred * centred, axis=-1))
+    # Double `where`: a batch with one label or a constant C* has J1 = 0, not 0/0, in value and
+    # gradient.
+    valid = (weight > 0) & (spread > 0)
+    safe_denominator = jnp.where(valid, weight * spread, 1.0)
+    return jnp.where(valid, total / safe_denominator, 0.0)
 
 
 def reconstruction_loss(target: jax.Array, reconstruction: jax.Array) -> jax.Array:
@@ -116,6 +146,8 @@ def autoencoder_loss(
     commonality_estimates: Sequence[jax.Array] = (),
     alpha: float = 0.05,
     beta: float = 0.05,
+    j1_normalization: str = "sum",
+    hsic_normalization: str = "none",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Loss1 of the individuality-commonality auto-encoder (Eq. 7), plus the estimate fit.
 
@@ -134,6 +166,9 @@ def autoencoder_loss(
       commonality_estimates: `[n, k]` arrays C_hat^v fitted to C* (`commonality_matching_loss`).
       alpha: weight of J1 (the paper uses 0.05).
       beta: weight of J2 (the paper uses 0.05).
+      j1_normalization: `commonality_regularizer`'s normalization ("sum": Eq. 3 as printed).
+      hsic_normalization: "none" (Eq. 5) or "cka": HSIC(P^x, P^y) / sqrt(HSIC(P^x, P^x)
+        HSIC(P^y, P^y)), in [0, 1] whatever the scale and width of P^v.
 
     Returns:
       `(total, terms)`: the scalar loss and a dict of scalars with keys "j1_commonality",
@@ -154,8 +189,18 @@ def autoencoder_loss(
     j3 = reconstruction_loss(features_x, reconstruction_x) + reconstruction_loss(
         features_y, reconstruction_y
     )
-    j1 = zero if commonality is None else commonality_regularizer(commonality, labels, r_x, r_y)
-    j2 = zero if individuality_x is None else hsic(individuality_x, individuality_y)
+    j1 = (
+        zero
+        if commonality is None
+        else commonality_regularizer(commonality, labels, r_x, r_y, normalization=j1_normalization)
+    )
+    j2 = zero
+    if individuality_x is not None:
+        j2 = (
+            hsic(individuality_x, individuality_y)
+            if hsic_normalization == "none"
+            else normalized_hsic(individuality_x, individuality_y)
+        )
     j4 = zero
     for estimate in commonality_estimates:
         j4 = j4 + commonality_matching_loss(commonality, estimate)

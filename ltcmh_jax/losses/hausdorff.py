@@ -147,10 +147,20 @@ def average_hausdorff(
     return jnp.where(both, (sums + sums.T) / denominator, jnp.inf)
 
 
-def label_similarity(hausdorff: jax.Array, *, sigma: float | jax.Array | None = None) -> jax.Array:
+LABEL_SIMILARITY_SCALES = ("scale_free", "paper")
+
+
+def label_similarity(
+    hausdorff: jax.Array,
+    *,
+    sigma: float | jax.Array | None = None,
+    scale: str = "paper",
+) -> jax.Array:
     """Gaussian similarity between labels from their Hausdorff distances (Eq. 4).
 
-    R_ab = exp(-H_ab / sigma^2).
+    scale="paper": R_ab = exp(-H_ab / sigma^2), as Eq. 4 is printed.
+    scale="scale_free": R_ab = exp(-H_ab / sigma), so with sigma = mean H, R depends on the
+    ratios H_ab / mean(H) only: on label geometry, not on the feature scale.
 
     Args:
       hausdorff: `[c, c]` H from `average_hausdorff`; +inf entries (empty labels) give R = 0.
@@ -160,12 +170,19 @@ def label_similarity(hausdorff: jax.Array, *, sigma: float | jax.Array | None = 
         grow and towards 0 as they shrink (see docs/DESIGN.md, Losses). The gradient flows
         through the default sigma as well.
 
+      scale: "paper" or "scale_free" (above). Eq. 4 divides a distance by a squared distance
+        when sigma is "the average of H^v"; "scale_free" is the dimensionally consistent reading.
+
     Returns:
       `[c, c]` R with entries in [0, 1].
 
     Raises:
-      ValueError: if `hausdorff` is not square.
+      ValueError: if `hausdorff` is not square, or `scale` is unknown.
     """
+    if scale not in LABEL_SIMILARITY_SCALES:
+        raise ValueError(
+            f"label_similarity: scale must be one of {LABEL_SIMILARITY_SCALES}, got {scale!r}"
+        )
     hausdorff = jnp.asarray(hausdorff)
     if hausdorff.ndim != 2 or hausdorff.shape[0] != hausdorff.shape[1]:
         raise ValueError(f"label_similarity: hausdorff must be [c, c], got {hausdorff.shape}")
@@ -178,4 +195,5 @@ def label_similarity(hausdorff: jax.Array, *, sigma: float | jax.Array | None = 
         count = jnp.sum(off_diagonal)
         mean = jnp.sum(jnp.where(off_diagonal, safe, 0.0)) / jnp.maximum(count, 1)
         sigma = jnp.where(mean > 0, mean, 1.0)
-    return jnp.where(finite, jnp.exp(-safe / sigma**2), 0.0)
+    divisor = sigma**2 if scale == "paper" else sigma
+    return jnp.where(finite, jnp.exp(-safe / divisor), 0.0)

@@ -165,3 +165,26 @@ def hsic(
     if sigma_y is None:
         sigma_y = lax.stop_gradient(_median_heuristic(_centred_squared_distances(y)))
     return _gaussian_hsic(x, y, jnp.asarray(sigma_x, dtype), jnp.asarray(sigma_y, dtype))
+
+
+def normalized_hsic(x: jax.Array, y: jax.Array) -> jax.Array:
+    """HSIC normalised by the self-dependences (centred kernel alignment), a scale-free J2.
+
+    nHSIC(X, Y) = HSIC(X, Y) / sqrt(HSIC(X, X) HSIC(Y, Y)), each with the median-heuristic
+    widths of `hsic`; in [0, 1] whatever the scale of X and Y, so beta weighs it as it weighs a
+    bounded term (plain HSIC of two near-independent 64-d sets is of order 1e-3).
+
+    Args:
+      x: `[n, d_x]` samples of the first variable (P^x).
+      y: `[n, d_y]` samples of the second variable (P^y), paired row by row.
+
+    Returns:
+      Scalar in [0, 1] up to rounding; 0 when either input has all rows equal.
+    """
+    cross = hsic(x, y)
+    self_x = hsic(x, x)
+    self_y = hsic(y, y)
+    product = self_x * self_y
+    # Double `where`: constant inputs give 0 (their HSIC is 0), not 0/0, in value and gradient.
+    positive = product > 0
+    return jnp.where(positive, cross / jnp.sqrt(jnp.where(positive, product, 1.0)), 0.0)

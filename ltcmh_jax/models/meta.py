@@ -11,6 +11,10 @@ class MetaFeature(nnx.Module):
     E1 = tanh(FC1(F^v)) and E2 = tanh(FC2(F^v)) are the commonality and individuality selectors.
     C is the modality's own commonality estimate C_hat^v (see docs/DESIGN.md, Model). A selector
     exists only for a memory the variant keeps (`use_commonality`, `use_individuality`).
+
+    With `normalize_selector_input`, the selectors read F^v / rms(F^v) (per row) instead of F^v:
+    the text net's F^y can be 10x smaller than F^x, and tanh of a near-zero input is a near-zero
+    gate, so a raw-input selector can switch a modality's meta branch off by scale alone.
     """
 
     def __init__(
@@ -19,8 +23,10 @@ class MetaFeature(nnx.Module):
         *,
         use_commonality: bool = True,
         use_individuality: bool = True,
+        normalize_selector_input: bool = False,
         rngs: nnx.Rngs,
     ):
+        self.normalize_selector_input = normalize_selector_input
         self.commonality_selector = nnx.Linear(bits, bits, rngs=rngs) if use_commonality else None
         self.individuality_selector = (
             nnx.Linear(bits, bits, rngs=rngs) if use_individuality else None
@@ -46,12 +52,20 @@ class MetaFeature(nnx.Module):
                 raise ValueError(
                     f"MetaFeature: {name} has shape {memory.shape}, F^v has {direct.shape}"
                 )
+        selector_input = selector_scale(direct) if self.normalize_selector_input else direct
         meta = direct
         if commonality is not None:
-            meta = meta + jnp.tanh(self.commonality_selector(direct)) * commonality
+            meta = meta + jnp.tanh(self.commonality_selector(selector_input)) * commonality
         if individuality is not None:
-            meta = meta + jnp.tanh(self.individuality_selector(direct)) * individuality
+            meta = meta + jnp.tanh(self.individuality_selector(selector_input)) * individuality
         return meta
+
+
+def selector_scale(direct: jax.Array, *, epsilon: float = 1e-6) -> jax.Array:
+    """`[n, k]` rows of F^v divided by their root mean square (a parameter-free RMS norm), so a
+    selector sees the same input whatever the scale of F^v; a zero row stays zero."""
+    rms = jnp.sqrt(jnp.mean(jnp.square(direct), axis=-1, keepdims=True))
+    return direct / (rms + epsilon)
 
 
 class Memory(nnx.Variable):

@@ -1,0 +1,87 @@
+"""Mechanism diagnostics: does each part of LtCMH do anything? Pure NumPy functions of arrays.
+
+The training loop records these in metrics.jsonl every epoch (docs/DESIGN.md, Diagnostics), so a
+user can see, for example, that the meta features change no bits or that the query-time
+commonality does not follow C*.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def flipped_bit_share(direct: np.ndarray, meta: np.ndarray) -> float:
+    """Share of code bits that the meta features flip: mean(sign(M^v) != sign(F^v)).
+
+    Args:
+      direct: `[n, k]` direct features F^v.
+      meta: `[n, k]` meta features M^v of the same rows.
+
+    Returns:
+      A float in [0, 1]; 0 means Eq. 8's memory terms change no code.
+    """
+    direct, meta = np.asarray(direct), np.asarray(meta)
+    if direct.shape != meta.shape:
+        raise ValueError(f"flipped_bit_share: direct {direct.shape} and meta {meta.shape} differ")
+    return float(np.mean((direct >= 0) != (meta >= 0)))
+
+
+def correlation(first: np.ndarray, second: np.ndarray) -> float:
+    """Pearson correlation of two `[n, k]` arrays over all entries, each column centred first.
+
+    Used for the query-time commonality estimate C_hat^v against C*: 1 means C_hat^v carries
+    C* up to a scale, 0 that it is unrelated (e.g. an untrained projection).
+    """
+    first = np.asarray(first, np.float64)
+    second = np.asarray(second, np.float64)
+    if first.shape != second.shape:
+        raise ValueError(f"correlation: shapes {first.shape} and {second.shape} differ")
+    first = first - first.mean(axis=0)
+    second = second - second.mean(axis=0)
+    norm = np.sqrt(np.sum(first * first) * np.sum(second * second))
+    return float(np.sum(first * second) / norm) if norm > 0 else 0.0
+
+
+def label_variance_share(values: np.ndarray, labels: np.ndarray) -> float:
+    """Share of the variance of `values` explained by a least-squares fit on the labels (R^2).
+
+    Args:
+      values: `[n, k]` e.g. C* or F^v of the training rows.
+      labels: `[n, c]` multi-hot labels.
+
+    Returns:
+      R^2 in [0, 1]: how much label structure `values` carry.
+    """
+    values = np.asarray(values, np.float64)
+    design = np.concatenate([np.asarray(labels, np.float64), np.ones((len(values), 1))], axis=1)
+    if design.shape[0] != values.shape[0]:
+        raise ValueError(
+            f"label_variance_share: values {values.shape} and labels {labels.shape} differ in n"
+        )
+    coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
+    residual = values - design @ coefficients
+    total = np.sum((values - values.mean(axis=0)) ** 2)
+    return float(1.0 - np.sum(residual**2) / total) if total > 0 else 0.0
+
+
+def similarity_by_relation(similarity: np.ndarray, related: np.ndarray) -> dict[str, float]:
+    """Mean off-diagonal label similarity R over related and over unrelated label pairs.
+
+    Args:
+      similarity: `[c, c]` R^v.
+      related: `[c, c]` bool, True where two labels share structure (known for generated data).
+
+    Returns:
+      `{"related": mean, "unrelated": mean}` (NaN where a group is empty).
+    """
+    similarity, related = np.asarray(similarity, np.float64), np.asarray(related, bool)
+    if similarity.shape != related.shape or similarity.ndim != 2:
+        raise ValueError(
+            f"similarity_by_relation: similarity {similarity.shape} and related {related.shape} "
+            "must be the same [c, c]"
+        )
+    off_diagonal = ~np.eye(len(similarity), dtype=bool)
+    result = {}
+    for name, mask in (("related", related & off_diagonal), ("unrelated", ~related & off_diagonal)):
+        result[name] = float(similarity[mask].mean()) if mask.any() else float("nan")
+    return result
