@@ -5,8 +5,11 @@ Nothing here imports jax, so `import ltcmh_jax.data` stays light. Re-exports use
 """
 
 from ltcmh_jax.data.dataset import MultiModalDataset as MultiModalDataset
+from ltcmh_jax.data.longtail import HEAD_SHARE as HEAD_SHARE
+from ltcmh_jax.data.longtail import SAMPLERS as SAMPLERS
 from ltcmh_jax.data.longtail import Split as Split
 from ltcmh_jax.data.longtail import balanced_split as balanced_split
+from ltcmh_jax.data.longtail import default_num_head as default_num_head
 from ltcmh_jax.data.longtail import describe as describe
 from ltcmh_jax.data.longtail import longtail_split as longtail_split
 from ltcmh_jax.data.longtail import zipf_counts as zipf_counts
@@ -19,6 +22,11 @@ from ltcmh_jax.data.pipeline import epoch_permutation as epoch_permutation
 from ltcmh_jax.data.pipeline import grain_batches as grain_batches
 from ltcmh_jax.data.pipeline import read_rows as read_rows
 from ltcmh_jax.data.synthetic import SYNTHETIC_SPLIT as SYNTHETIC_SPLIT
+from ltcmh_jax.data.synthetic import VERSIONS as VERSIONS
 from ltcmh_jax.data.synthetic import VISIBILITY_KINDS as VISIBILITY_KINDS
 from ltcmh_jax.data.synthetic import label_visibility as label_visibility
 from ltcmh_jax.data.synthetic import make_synthetic_longtail as make_synthetic_longtail
+from ltcmh_jax.data.synthetic_concepts import DOMINANCE_KINDS as DOMINANCE_KINDS
+from ltcmh_jax.data.synthetic_concepts import TIERS as TIERS
+from ltcmh_jax.data.synthetic_concepts import LabelStructure as LabelStructure
+from ltcmh_jax.data.synthetic_concepts import label_structure as label_structure

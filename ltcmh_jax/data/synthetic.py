@@ -6,25 +6,34 @@ three ways (`label_visibility`):
 - "shared": evidence in both the image features and the text tags (the commonality);
 - "image": evidence in the image features only;
 - "text": evidence in the text tags only (the paper's "Hawaii", readable only from the text).
-On top of the labels, each modality has nuisance structure unrelated to any label (image: a few
-clusters and a low-rank continuous factor, like photographic style; text: topic words, like camera
-or user tags, and frequent background words) and noise. docs/DESIGN.md gives the reasons.
+On top of the labels, each modality has nuisance structure unrelated to any label
+(`synthetic_nuisance`) and noise. docs/DESIGN.md gives the reasons.
 
-Version 2 gives a long-tail method something to transfer (`label_structure`): head labels are
-concepts; a middle or tail label is its parent head concept, an unlabelled second concept and a
-residual of its own, in both modalities, and mostly co-occurs with its parent. Every label shows
-in both modalities, but some more strongly in one ("dominance"), tail labels more often than head
-labels. The nuisance structure is version 1's.
+Version 2 (`synthetic_concepts`) gives a long-tail method something to transfer
+(`label_structure`): middle and tail labels are built from shared head concepts. Its public names
+are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 
 from ltcmh_jax.data.dataset import MultiModalDataset
+from ltcmh_jax.data.synthetic_concepts import DOMINANCE_KINDS as DOMINANCE_KINDS
+from ltcmh_jax.data.synthetic_concepts import TIERS as TIERS
+from ltcmh_jax.data.synthetic_concepts import LabelStructure as LabelStructure
+from ltcmh_jax.data.synthetic_concepts import label_structure as label_structure
+from ltcmh_jax.data.synthetic_concepts import make_version_two
+from ltcmh_jax.data.synthetic_nuisance import (
+    NUM_TEXT_TOPICS,
+    TOPIC_VOCABULARY_SHARE,
+    add_nuisance_words,
+    image_nuisance,
+    scatter_words,
+    unit_rows,
+)
 
 VISIBILITY_KINDS = ("shared", "image", "text")
 # Half the labels are seen by both modalities, a quarter by one only: most concepts are both
@@ -36,24 +45,11 @@ _KIND_BLOCK = ("shared", "shared", "image", "text")
 # from 2000 down to 50 (IF 40; Table 1 uses 50 on larger sets; docs/DESIGN.md).
 SYNTHETIC_SPLIT = dict(z1=2000, imbalance_factor=40.0, num_query=1000)
 
-# Vocabulary shares: label words and nuisance-topic words each take a quarter, the rest only ever
-# appears as background.
+# Label words take a quarter of the vocabulary (nuisance topics another, `synthetic_nuisance`);
+# the rest only ever appears as background.
 _LABEL_VOCABULARY_SHARE = 0.25
-_TOPIC_VOCABULARY_SHARE = 0.25
-_NUM_TEXT_TOPICS = 8
-# Version 2: sources (concepts and residuals) take twice the label words' share of version 1,
-# since there are about twice as many word sets.
-_LABEL_VOCABULARY_SHARE_V2 = 0.5
-_RESIDUAL_WORDS = 3
-TIERS = ("head", "middle", "tail")
-DOMINANCE_KINDS = ("both", "image", "text")
-# Share of each tier's labels whose evidence is strong in one modality only: the paper argues
-# tail labels lean on one modality more often than head labels do.
-_DOMINANT_SHARE = (0.25, 0.5, 0.75)
 VERSIONS = (1, 2)
 _VERSION_TWO_DEFAULTS = dict(parent_cooccurrence=0.8, weak_evidence=0.35, concept_share=0.5)
-_NUM_IMAGE_CLUSTERS = 8
-_NUM_IMAGE_FACTORS = 8
 
 
 def _label_layout(num_labels: int, seed: int) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -200,7 +196,7 @@ def make_synthetic_longtail(
             raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
 
     if version == 2:
-        return _make_version_two(
+        return make_version_two(
             num_samples=num_samples,
             num_labels=num_labels,
             image_dim=image_dim,
@@ -247,11 +243,6 @@ def _sample_labels(
     return labels.astype(np.float32)
 
 
-def _unit_rows(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
-    vectors = rng.standard_normal((rows, dim))
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
 def _image_features(
     rng: np.random.Generator,
     labels: np.ndarray,
@@ -261,27 +252,11 @@ def _image_features(
     image_noise: float,
 ) -> np.ndarray:
     num_labels = labels.shape[1]
-    prototypes = _unit_rows(rng, num_labels, image_dim) * visible[:, None]
+    prototypes = unit_rows(rng, num_labels, image_dim) * visible[:, None]
     strength = rng.uniform(0.5, 1.5, size=labels.shape)
     strength *= labels * (rng.random(labels.shape) >= evidence_dropout)
-    features = strength @ prototypes + _image_nuisance(rng, labels.shape[0], image_dim, image_noise)
+    features = strength @ prototypes + image_nuisance(rng, labels.shape[0], image_dim, image_noise)
     return np.maximum(features, 0.0).astype(np.float32)
-
-
-def _image_nuisance(
-    rng: np.random.Generator, num_samples: int, image_dim: int, image_noise: float
-) -> np.ndarray:
-    """`[n, image_dim]`: a cluster centre, a low-rank factor mix and isotropic noise per sample."""
-    centres = 1.5 * _unit_rows(rng, _NUM_IMAGE_CLUSTERS, image_dim)
-    cluster = rng.integers(_NUM_IMAGE_CLUSTERS, size=num_samples)
-    factor_directions = _unit_rows(rng, _NUM_IMAGE_FACTORS, image_dim)
-    factors = rng.standard_normal((num_samples, _NUM_IMAGE_FACTORS))
-    noise = rng.standard_normal((num_samples, image_dim)) * (image_noise / math.sqrt(image_dim))
-    return centres[cluster] + factors @ factor_directions + noise
-
-
-def _scatter_words(text: np.ndarray, rows: np.ndarray, words: np.ndarray) -> None:
-    text[rows, words] = 1.0
 
 
 def _text_tags(
@@ -297,11 +272,11 @@ def _text_tags(
     vocabulary = rng.permutation(text_dim)
     visible_labels = np.flatnonzero(visible)
     per_label = max(1, int(text_dim * _LABEL_VOCABULARY_SHARE) // max(1, visible_labels.size))
-    per_topic = max(1, int(text_dim * _TOPIC_VOCABULARY_SHARE) // _NUM_TEXT_TOPICS)
+    per_topic = max(1, int(text_dim * TOPIC_VOCABULARY_SHARE) // NUM_TEXT_TOPICS)
     label_vocabulary = vocabulary[: per_label * visible_labels.size].reshape(-1, per_label)
     topic_start = per_label * visible_labels.size
-    topic_vocabulary = vocabulary[topic_start : topic_start + per_topic * _NUM_TEXT_TOPICS]
-    topic_vocabulary = topic_vocabulary.reshape(_NUM_TEXT_TOPICS, per_topic)
+    topic_vocabulary = vocabulary[topic_start : topic_start + per_topic * NUM_TEXT_TOPICS]
+    topic_vocabulary = topic_vocabulary.reshape(NUM_TEXT_TOPICS, per_topic)
 
     text = np.zeros((num_samples, text_dim), dtype=np.float32)
     shown = (labels > 0) & (rng.random(labels.shape) >= evidence_dropout)
@@ -309,211 +284,7 @@ def _text_tags(
         rows = np.flatnonzero(shown[:, label])
         counts = rng.poisson(label_words, size=rows.size)
         rows = np.repeat(rows, counts)
-        _scatter_words(text, rows, rng.choice(words, size=rows.size))
+        scatter_words(text, rows, rng.choice(words, size=rows.size))
 
-    _add_nuisance_words(rng, text, topic_vocabulary, background_words)
+    add_nuisance_words(rng, text, topic_vocabulary, background_words)
     return text
-
-
-def _add_nuisance_words(
-    rng: np.random.Generator,
-    text: np.ndarray,
-    topic_vocabulary: np.ndarray,
-    background_words: float,
-) -> None:
-    """Adds to `text` (`[n, d_t]`) `Poisson(4)` words of one random topic per sample (rows of
-    `topic_vocabulary`, `[topics, words]`) and `Poisson(background_words)` background words."""
-    num_samples, text_dim = text.shape
-    num_topics, per_topic = topic_vocabulary.shape
-    topic = rng.integers(num_topics, size=num_samples)
-    rows = np.repeat(np.arange(num_samples), rng.poisson(4.0, size=num_samples))
-    _scatter_words(
-        text, rows, topic_vocabulary[topic[rows], rng.integers(per_topic, size=rows.size)]
-    )
-
-    # Zipf background over a random order of the whole vocabulary: frequent filler tags, some of
-    # them label words, which is what makes a single tag weak evidence.
-    background = rng.permutation(1.0 / np.arange(1, text_dim + 1))
-    rows = np.repeat(np.arange(num_samples), rng.poisson(background_words, size=num_samples))
-    _scatter_words(
-        text, rows, rng.choice(text_dim, size=rows.size, p=background / background.sum())
-    )
-
-
-class LabelStructure(NamedTuple):
-    """How version 2 builds each label from shared concepts (`label_structure`).
-
-    Attributes:
-      rank_of_label: `[c]` int64 frequency rank, 0 = most frequent.
-      tier: `c` strings from `TIERS`: the first `c // 3` ranks are "head", the next `c // 3`
-        "middle", the rest "tail".
-      parent: `[c]` int64, the head label whose concept a middle or tail label builds on (and
-        which it mostly co-occurs with); -1 for a head label (a concept itself).
-      second: `[c]` int64, the unlabelled second concept of a middle or tail label; -1 for a head
-        label. Each is shared by a middle and a tail label.
-      dominance: `c` strings from `DOMINANCE_KINDS`: "both", or the one modality ("image",
-        "text") whose evidence is strong; the other's is `weak_evidence` times as strong.
-    """
-
-    rank_of_label: np.ndarray
-    tier: tuple[str, ...]
-    parent: np.ndarray
-    second: np.ndarray
-    dominance: tuple[str, ...]
-
-
-def label_structure(num_labels: int, seed: int = 0) -> LabelStructure:
-    """The concept layout of `make_synthetic_longtail(version=2, num_labels=..., seed=...)`."""
-    if int(num_labels) != num_labels or num_labels < 3:
-        raise ValueError(f"num_labels: version 2 needs an integer >= 3, got {num_labels!r}")
-    rng = np.random.default_rng([seed, 2])
-    rank_of_label = rng.permutation(num_labels)
-    label_at_rank = np.argsort(rank_of_label)
-    num_concepts = num_labels // 3
-    parent = np.full(num_labels, -1, dtype=np.int64)
-    second = np.full(num_labels, -1, dtype=np.int64)
-    latent = rng.permutation(num_concepts)
-    for position, rank in enumerate(range(num_concepts, num_labels)):
-        label = label_at_rank[rank]
-        parent[label] = label_at_rank[position % num_concepts]
-        # Middle label j and tail label j + k share a parent; tail label j + k and middle label
-        # j + 1 share a second concept, so what one learns about a concept serves another label.
-        second[label] = latent[(position + position // num_concepts) % num_concepts]
-    tier_of_rank = np.array(["head", "middle", "tail"])[
-        np.minimum(np.arange(num_labels) // num_concepts, 2)
-    ]
-    dominance_of_rank = np.full(num_labels, "both", dtype=object)
-    for tier, share in zip(TIERS, _DOMINANT_SHARE, strict=True):
-        ranks = rng.permutation(np.flatnonzero(tier_of_rank == tier))
-        dominant = ranks[: round(share * ranks.size)]
-        sides = np.resize(rng.permutation(("image", "text")), dominant.size)
-        dominance_of_rank[dominant] = sides
-    return LabelStructure(
-        rank_of_label=rank_of_label.astype(np.int64),
-        tier=tuple(str(tier_of_rank[rank]) for rank in rank_of_label),
-        parent=parent,
-        second=second,
-        dominance=tuple(str(dominance_of_rank[rank]) for rank in rank_of_label),
-    )
-
-
-def _make_version_two(
-    *, num_samples, num_labels, seed, head_frequency, label_imbalance, parent_cooccurrence, **signal
-) -> MultiModalDataset:
-    structure = label_structure(num_labels, seed)
-    rng = np.random.default_rng([seed, 3])
-    labels = _sample_labels_v2(
-        rng, num_samples, structure, head_frequency, label_imbalance, parent_cooccurrence
-    )
-    image, text = _views_v2(rng, labels, structure, **signal)
-    return MultiModalDataset(
-        image=image,
-        text=text,
-        labels=labels,
-        label_names=tuple(f"{kind}_{label:02d}" for label, kind in enumerate(structure.dominance)),
-    )
-
-
-def _views_v2(
-    rng: np.random.Generator,
-    labels: np.ndarray,
-    structure: LabelStructure,
-    *,
-    image_dim: int,
-    text_dim: int,
-    evidence_dropout: float,
-    weak_evidence: float,
-    concept_share: float,
-    image_noise: float,
-    label_words: float,
-    background_words: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Image `[n, d_x]` and text `[n, d_t]` of version 2 (see `make_synthetic_longtail`)."""
-    num_samples, num_labels = labels.shape
-    num_concepts = num_labels // 3
-    is_head = structure.parent < 0
-    # Concept sources, in both modalities: head labels' concepts by rank, then the latent ones,
-    # then one residual per label (a head label's residual is its concept).
-    concept_of_head = np.where(is_head, structure.rank_of_label, 0)
-    num_sources = 2 * num_concepts + num_labels
-    residual = 2 * num_concepts + np.arange(num_labels)
-    sources = np.stack(
-        [
-            np.where(is_head, concept_of_head, concept_of_head[np.maximum(structure.parent, 0)]),
-            np.where(is_head, concept_of_head, num_concepts + structure.second),
-            np.where(is_head, concept_of_head, residual),
-        ],
-        axis=1,
-    )
-    weights = np.where(
-        is_head[:, None], 1.0 / 3.0, [concept_share / 2, concept_share / 2, 1 - concept_share]
-    )
-    dominance = np.asarray(structure.dominance)
-    image_factor = np.where(dominance == "text", weak_evidence, 1.0)
-    text_factor = np.where(dominance == "image", weak_evidence, 1.0)
-
-    directions = _unit_rows(rng, num_sources, image_dim)
-    prototypes = np.einsum("ls,lsd->ld", np.sqrt(weights), directions[sources])
-    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
-    strength = rng.uniform(0.5, 1.5, size=labels.shape) * image_factor
-    strength *= labels * (rng.random(labels.shape) >= evidence_dropout)
-    image = strength @ prototypes + _image_nuisance(rng, num_samples, image_dim, image_noise)
-
-    # Word sets: a concept's few frequent tags, and for each middle or tail label a residual set
-    # `_RESIDUAL_WORDS` times larger (a rare label's own tags are many and varied), so a few
-    # samples do not show all of them; head labels' residual sources get no words.
-    vocabulary = rng.permutation(text_dim)
-    used = np.ones(num_sources, dtype=bool)
-    used[residual[is_head]] = False
-    size = np.where(np.arange(num_sources) < 2 * num_concepts, 1, _RESIDUAL_WORDS) * used
-    unit = int(text_dim * _LABEL_VOCABULARY_SHARE_V2) // max(1, size.sum())
-    size = np.maximum(unit, 1) * size
-    start = np.concatenate([[0], np.cumsum(size)[:-1]])
-    per_topic = max(1, int(text_dim * _TOPIC_VOCABULARY_SHARE) // _NUM_TEXT_TOPICS)
-    topic_vocabulary = vocabulary[size.sum() : size.sum() + per_topic * _NUM_TEXT_TOPICS]
-    text = np.zeros((num_samples, text_dim), dtype=np.float32)
-    shown = (labels > 0) & (rng.random(labels.shape) >= evidence_dropout)
-    for label in range(num_labels):
-        rows = np.flatnonzero(shown[:, label])
-        rows = np.repeat(rows, rng.poisson(label_words * text_factor[label], size=rows.size))
-        source = sources[label, rng.choice(3, size=rows.size, p=weights[label])]
-        offset = (rng.random(rows.size) * size[source]).astype(np.int64)
-        _scatter_words(text, rows, vocabulary[start[source] + offset])
-    _add_nuisance_words(
-        rng, text, topic_vocabulary.reshape(_NUM_TEXT_TOPICS, per_topic), background_words
-    )
-    return np.maximum(image, 0.0).astype(np.float32), text
-
-
-def _sample_labels_v2(
-    rng: np.random.Generator,
-    num_samples: int,
-    structure: LabelStructure,
-    head_frequency: float,
-    label_imbalance: float,
-    parent_cooccurrence: float,
-) -> np.ndarray:
-    num_labels = structure.rank_of_label.size
-    mu = math.log(label_imbalance) / math.log(num_labels)
-    probability = head_frequency * (structure.rank_of_label + 1.0) ** -mu
-    labels = np.zeros((num_samples, num_labels), dtype=bool)
-    for label in np.argsort(structure.rank_of_label):
-        parent = structure.parent[label]
-        if parent < 0:
-            chance = np.full(num_samples, probability[label])
-        else:
-            # A share `parent_cooccurrence` of the label's samples carry the parent, the rest do
-            # not, and the label keeps its Zipf frequency.
-            with_parent = parent_cooccurrence * probability[label] / probability[parent]
-            # max(): a parent on every sample (head_frequency 1) leaves no row without it.
-            without_parent = max(1 - probability[parent], 1e-12)
-            without = (1 - parent_cooccurrence) * probability[label] / without_parent
-            chance = np.where(labels[:, parent], min(with_parent, 1.0), without)
-        labels[:, label] = rng.random(num_samples) < chance
-    # An unlabelled sample gets a head label, so that the other labels keep their frequency and
-    # their share of samples with the parent.
-    empty = np.flatnonzero(~labels.any(axis=1))
-    head = np.flatnonzero(structure.parent < 0)
-    chosen = rng.choice(head, size=empty.size, p=probability[head] / probability[head].sum())
-    labels[empty, chosen] = True
-    return labels.astype(np.float32)
