@@ -141,8 +141,13 @@ def child_eval(num_database: int) -> dict:
     encode_times, map_times = [], []
     for _ in range(2):
         started = time.perf_counter()
-        query_x, query_y = trainer.codes(state, split.query)
-        db_x, db_y = trainer.codes(state, split.database)
+        query, database = trainer.codes(state, split.query), trainer.codes(state, split.database)
+        query_x, query_y, db_x, db_y = (
+            query["image"],
+            query["text"],
+            database["image"],
+            database["text"],
+        )
         encode_times.append(time.perf_counter() - started)
         started = time.perf_counter()
         metrics.evaluate(

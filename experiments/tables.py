@@ -52,10 +52,10 @@ def main(argv):
     std_logging.getLogger("ltcmh_jax").setLevel(std_logging.INFO)
     experiment = f"table{_TABLE.value}" if _TABLE.value else f"figure{_FIGURE.value}"
     try:
-        from ltcmh_jax import tables
+        from experiments import aggregate, grid
 
         bits = [int(value) for value in _BITS.value]
-        runs = tables.grid(
+        runs = grid.grid(
             experiment,
             dataset=_DATASET.value,
             bits=bits,
@@ -64,8 +64,8 @@ def main(argv):
             data_dir=_DATA_DIR.value,
             quick=_QUICK.value,
         )
-        records = tables.run_grid(runs, _WORKDIR.value, keep_checkpoints=_KEEP_CHECKPOINTS.value)
-        outputs = tables.write_outputs(experiment, records, _WORKDIR.value)
+        records = grid.run_grid(runs, _WORKDIR.value, keep_checkpoints=_KEEP_CHECKPOINTS.value)
+        outputs = aggregate.write_outputs(experiment, records, _WORKDIR.value)
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
         logging.debug("failed", exc_info=True)
         sys.exit(f"error: {error}")

@@ -1,8 +1,8 @@
 """Resumable checkpoints: an Orbax `CheckpointManager` over `<workdir>/checkpoints`.
 
 One checkpoint per saved epoch holds three items:
-  "state": the device train state (parameters, optimizer states, buffers, B, R^x/R^y, RNG key) by
-           `StandardSave`, restored onto the shardings of a freshly built state;
+  "state": the device train state (parameters, optimizer states, buffers, B, R^x/R^y) by
+           `StandardSave`, restored onto the shapes and shardings of `Trainer.abstract_state()`;
   "split": the query/database/train indices and the head-to-tail label order, so a resumed run
            trains on exactly the rows it started with;
   "meta":  JSON: the epoch, the run's config and the per-epoch history. No NumPy RNG state is

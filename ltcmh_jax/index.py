@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ltcmh_jax import hamming
+from ltcmh_jax.files import write_atomic
 
 _WORD_BITS = 64
 
@@ -260,12 +261,7 @@ class HammingIndex:
         header = _HEADER.pack(_MAGIC, _VERSION, self._bits, self.num_words, 0, self._size)
         payload = np.ascontiguousarray(self._words[: self._size], dtype="<u8").tobytes()
         digest = hashlib.sha256(header + payload).digest()
-        temporary = f"{path}.tmp-{os.getpid()}"
-        with open(temporary, "wb") as stream:
-            stream.write(header)
-            stream.write(payload)
-            stream.write(digest)
-        os.replace(temporary, path)
+        write_atomic(path, lambda stream: stream.write(header + payload + digest), suffix=".hidx")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HammingIndex:

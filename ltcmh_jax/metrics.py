@@ -487,3 +487,17 @@ def evaluate(
                 float(tail_only.mean()) if tail_only.size else float("nan")
             )
     return results
+
+
+def chance_map(query_labels: np.ndarray, db_labels: np.ndarray, *, chunk: int = 512) -> float:
+    """MAP of a random ranking: each query's AP is then (in expectation) its share of relevant
+    database items, so the chance level is the mean of those shares.
+
+    `query_labels` `[q, c]`, `db_labels` `[n, c]` multi-hot; relevant means one shared label.
+    """
+    db = np.asarray(db_labels, np.float32)
+    shares = []
+    for start in range(0, query_labels.shape[0], chunk):
+        block = np.asarray(query_labels[start : start + chunk], np.float32)
+        shares.append(((block @ db.T) > 0).mean(axis=1))
+    return float(np.concatenate(shares).mean())

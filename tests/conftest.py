@@ -1,4 +1,5 @@
-"""Shared pytest set-up: the repository root on sys.path (for `experiments`), float32 defaults."""
+"""Shared pytest set-up: the repository root on sys.path (for `experiments`), and `TINY`, the tiny
+training configuration every training test starts from (`from conftest import TINY`)."""
 
 import os
 import sys
@@ -6,3 +7,23 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from ltcmh_jax.train import TrainConfig  # noqa: E402 -- needs the root on sys.path first
+
+# experiments/configs/tiny.flags as a config: 342 training samples, 16 bits, 10 steps per phase.
+TINY = TrainConfig(
+    synthetic_samples=1500,
+    z1=150,
+    imbalance_factor=10,
+    num_query=200,
+    bits=16,
+    epochs=4,
+    batch_size=32,
+    lr_image=1.0,
+    lr_text=1.0,
+    eta=0.01,
+    text_hidden=256,
+    ae_hidden=64,
+    checkpoint_every=2,
+    progress=False,
+)

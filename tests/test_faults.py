@@ -20,12 +20,12 @@ import time
 import jax
 import numpy as np
 import pytest
-from test_train import TINY
+from conftest import ROOT, TINY
 
+from ltcmh_jax import files
 from ltcmh_jax import train as train_lib
 from ltcmh_jax.checkpoint import Checkpointer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ltcmh_jax.train import run_dir
 
 # experiments.main as `python -m` runs it; with LTCMH_TEST_KILL_AT_SAVE=<epoch> the process
 # SIGKILLs itself inside that checkpoint's save, after Orbax has written every item into the
@@ -228,7 +228,9 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(
     def blow_up(epoch, state):
         # A diverged update: the image net's weights become NaN in epoch 4 (0-based 3).
         if epoch == 3:
-            return state.replace(params_x=jax.tree.map(lambda x: x * np.nan, state.params_x))
+            image = state.modalities["image"]
+            broken = image.replace(params=jax.tree.map(lambda x: x * np.nan, image.params))
+            return state.replace(modalities={**state.modalities, "image": broken})
         return None
 
     monkeypatch.setattr(train_lib.Trainer, "run_epoch", _stop_at(-1, before=blow_up))
@@ -261,7 +263,7 @@ def test_disk_full_at_the_results_then_rerun_finishes(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return replace(source, target)
 
-    monkeypatch.setattr(train_lib.os, "replace", full_disk)
+    monkeypatch.setattr(files.os, "replace", full_disk)
     with pytest.raises(OSError, match=f"^{results}: cannot write \\(No space left on device\\)$"):
         train_lib.train_and_evaluate(FIVE, workdir)
     assert not os.path.exists(results)
@@ -307,11 +309,9 @@ def test_a_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch, failin
                 self.stream.write(data[: len(data) // 2])
                 no_space()
 
-        monkeypatch.setattr(
-            train_lib.os, "fdopen", lambda *a, **k: HalfWritten(real_fdopen(*a, **k))
-        )
+        monkeypatch.setattr(files.os, "fdopen", lambda *a, **k: HalfWritten(real_fdopen(*a, **k)))
     else:
-        monkeypatch.setattr(train_lib.os, failing, no_space)
+        monkeypatch.setattr(files.os, failing, no_space)
     with pytest.raises(OSError, match=f"^{path}: cannot write \\(No space left on device\\)$"):
         train_lib.write_json_atomic(path, {"map_i2t": 0.9, "padding": "x" * 10000})
     monkeypatch.undo()
@@ -330,7 +330,7 @@ def test_unwritable_workdir_fails_before_any_work(tmp_path, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(train_lib.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(run_dir.tempfile, "TemporaryFile", read_only)
     monkeypatch.setattr(train_lib, "load_dataset", lambda config: pytest.fail("data was read"))
     with pytest.raises(OSError, match="--workdir: .* \\(Read-only file system\\)$"):
         train_lib.train_and_evaluate(FIVE, str(tmp_path / "run"))

@@ -551,3 +551,9 @@ def test_property_index_and_expected_bounds(seed, bits, num_db, top_k):
     for query in range(3):
         if np.unique(distances[query]).size == num_db:
             assert expected[query] == pytest.approx(index_order[query], abs=1e-12)
+
+
+def test_chance_map_is_the_mean_share_of_relevant_items():
+    query = np.array([[1, 0], [0, 1]])
+    database = np.array([[1, 0], [1, 0], [0, 1], [1, 1]])
+    assert metrics.chance_map(query, database, chunk=1) == pytest.approx((3 / 4 + 2 / 4) / 2)

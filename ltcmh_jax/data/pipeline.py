@@ -13,6 +13,7 @@ resumed from a checkpoint sees exactly the batches an uninterrupted run would ha
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -149,3 +150,64 @@ def grain_batches(
     if num_epochs != 1:
         batches = batches.repeat(num_epochs)
     return batches.map(read)
+
+
+def load_tfds(name: str, data_dir: str):
+    """A prepared `longtail_*` TFDS data set as the training job reads it: `(dataset, split)`.
+
+    `name` is `builder/config` (e.g. `longtail_mirflickr25k/longtail_features`), prepared under
+    `data_dir` (its newest version is read). The three stored parts (`query`, `database`, `train`)
+    are read through `as_data_source()` and put back in the order of their `index` field (the
+    row in the original files), so a run on this data set draws what a run on the same rows
+    from an .npz would draw; the split is the stored one, with its label statistics from
+    `info.metadata`.
+
+    Raises:
+      ValueError: naming `--dataset` or `--data_dir`, when the data set is not there or its
+        parts do not cover rows 0 .. n - 1.
+    """
+    import tensorflow_datasets as tfds
+
+    from ltcmh_jax.data.longtail import Split
+
+    folder = os.path.join(data_dir, name)
+    versions = (
+        sorted(
+            (entry for entry in os.listdir(folder) if entry[:1].isdigit()),
+            key=lambda version: tuple(int(part) for part in version.split(".")),
+        )
+        if os.path.isdir(folder)
+        else []
+    )
+    if not versions:
+        raise ValueError(
+            f"--dataset: no prepared TFDS data set tfds:{name} in --data_dir={data_dir}"
+        )
+    builder = tfds.builder_from_directory(os.path.join(folder, versions[-1]))
+    sources = builder.as_data_source()
+    parts = {
+        part: _record_reader(sources[part])(np.arange(len(sources[part])))
+        for part in ("query", "database", "train")
+    }
+    rows = np.concatenate([parts["query"]["index"], parts["database"]["index"]])
+    order = np.argsort(rows)
+    if not np.array_equal(rows[order], np.arange(rows.size)):
+        raise ValueError(
+            f"--dataset: tfds:{name}: query and database do not cover rows 0..{rows.size - 1}"
+        )
+    fields = {
+        field: np.concatenate([parts["query"][field], parts["database"][field]])[order]
+        for field in ("image", "text", "labels")
+    }
+    dataset = MultiModalDataset(fields["image"], fields["text"], fields["labels"])
+    metadata = builder.info.metadata
+    target = metadata.get("target_counts")
+    split = Split(
+        query=np.sort(parts["query"]["index"]).astype(np.int64),
+        database=np.sort(parts["database"]["index"]).astype(np.int64),
+        train=np.sort(parts["train"]["index"]).astype(np.int64),
+        label_order=np.asarray(metadata["label_order"], np.int64),
+        target_counts=None if target is None else np.asarray(target, np.int64),
+        achieved_counts=np.asarray(metadata["achieved_counts"], np.int64),
+    )
+    return dataset, split

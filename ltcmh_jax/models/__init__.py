@@ -4,9 +4,12 @@ and the hashing model that combines them per method (ltcmh, dcmh, metacmh)."""
 from ltcmh_jax.models.autoencoder import AEOutput, IndividualityCommonalityAE
 from ltcmh_jax.models.hashing import (
     AUTOENCODER_PARAMS,
+    IMAGE_NETS,
     IMAGE_PARAMS,
     METHODS,
     MODALITIES,
+    MODALITY_PARAMS,
+    MODALITY_SETS,
     TEXT_PARAMS,
     VARIANTS,
     HashingModel,
@@ -16,7 +19,6 @@ from ltcmh_jax.models.hashing import (
 from ltcmh_jax.models.image import CNNF, ImageMLP
 from ltcmh_jax.models.meta import Memory, MemoryMetaFeature, MetaFeature, label_centroids
 from ltcmh_jax.models.mlp import MLP
-from ltcmh_jax.models.single import ImageAutoencoder, ImageOnlyHashingModel
 from ltcmh_jax.models.text import TextMLP, sparse_bag
 from ltcmh_jax.models.vggf import load_vggf_weights
 
@@ -25,14 +27,15 @@ __all__ = [
     "AUTOENCODER_PARAMS",
     "CNNF",
     "HashingModel",
+    "IMAGE_NETS",
     "IMAGE_PARAMS",
-    "ImageAutoencoder",
-    "ImageOnlyHashingModel",
     "ImageMLP",
     "IndividualityCommonalityAE",
     "METHODS",
     "MLP",
     "MODALITIES",
+    "MODALITY_PARAMS",
+    "MODALITY_SETS",
     "Memory",
     "MemoryMetaFeature",
     "MetaFeature",

@@ -35,6 +35,10 @@ class IndividualityCommonalityAE(nnx.Module):
       trained to match C*, when `use_commonality`;
     - decoders F^v ~ f_de^v([C*, P^v]) (Eq. 6) over whichever of C*, P^v exist.
     Each part is a `bits -> hidden -> bits` MLP (the commonality encoder takes `2 * bits`).
+
+    With `num_modalities=1` (the image-only protocol, Table 4) only the image side exists:
+    P^x = f_enI(F^x), C* = f_enC(F^x) and F^x ~ f_de([C*, P^x]). C* then reads the image alone,
+    so it is its own single-modality estimate and no estimator is built.
     """
 
     def __init__(
@@ -44,26 +48,35 @@ class IndividualityCommonalityAE(nnx.Module):
         *,
         use_individuality: bool = True,
         use_commonality: bool = True,
+        num_modalities: int = 2,
         rngs: nnx.Rngs,
     ):
         if not (use_individuality or use_commonality):
             raise ValueError(
                 "IndividualityCommonalityAE needs individuality or commonality (or both)"
             )
+        if num_modalities not in (1, 2):
+            raise ValueError(
+                f"IndividualityCommonalityAE: num_modalities 1 or 2, got {num_modalities}"
+            )
         self.use_individuality = use_individuality
         self.use_commonality = use_commonality
+        self.num_modalities = num_modalities
+        both = num_modalities == 2
 
+        # Parts are created in this order (x, y, C*, estimators, decoders) because the order of
+        # creation fixes which random numbers each one is initialised from.
         def part(width_in: int, present: bool) -> MLP | None:
             return MLP((width_in, hidden, bits), rngs=rngs) if present else None
 
         self.individuality_encoder_x = part(bits, use_individuality)
-        self.individuality_encoder_y = part(bits, use_individuality)
-        self.commonality_encoder = part(2 * bits, use_commonality)
-        self.commonality_estimator_x = part(bits, use_commonality)
-        self.commonality_estimator_y = part(bits, use_commonality)
+        self.individuality_encoder_y = part(bits, use_individuality and both)
+        self.commonality_encoder = part(num_modalities * bits, use_commonality)
+        self.commonality_estimator_x = part(bits, use_commonality and both)
+        self.commonality_estimator_y = part(bits, use_commonality and both)
         decoder_input = bits * (int(use_individuality) + int(use_commonality))
         self.decoder_x = MLP((decoder_input, hidden, bits), rngs=rngs)
-        self.decoder_y = MLP((decoder_input, hidden, bits), rngs=rngs)
+        self.decoder_y = part(decoder_input, both)
 
     def individuality_x(self, features_x: jax.Array) -> jax.Array | None:
         """P^x = f_enI^x(F^x) (Eq. 1), `[n, bits]`; None without individuality."""
@@ -73,25 +86,42 @@ class IndividualityCommonalityAE(nnx.Module):
         """P^y = f_enI^y(F^y) (Eq. 1), `[n, bits]`; None without individuality."""
         return self.individuality_encoder_y(features_y) if self.use_individuality else None
 
-    def commonality(self, features_x: jax.Array, features_y: jax.Array) -> jax.Array | None:
-        """C* = f_enC([F^x, F^y]) (Eq. 2), `[n, bits]`; None without commonality."""
+    def commonality(
+        self, features_x: jax.Array, features_y: jax.Array | None = None
+    ) -> jax.Array | None:
+        """C* = f_enC([F^x, F^y]) (Eq. 2), `[n, bits]` (f_enC(F^x) with one modality); None
+        without commonality."""
         if not self.use_commonality:
             return None
+        if self.num_modalities == 1:
+            return self.commonality_encoder(features_x)
         return self.commonality_encoder(jnp.concatenate([features_x, features_y], axis=-1))
 
     def commonality_estimate_x(self, features_x: jax.Array) -> jax.Array | None:
-        """C_hat^x = g^x(F^x), the image-only estimate of C*, `[n, bits]`."""
+        """C_hat^x = g^x(F^x), the image-only estimate of C*, `[n, bits]` (C* itself with one
+        modality)."""
+        if self.num_modalities == 1:
+            return self.commonality(features_x)
         return self.commonality_estimator_x(features_x) if self.use_commonality else None
 
     def commonality_estimate_y(self, features_y: jax.Array) -> jax.Array | None:
         """C_hat^y = g^y(F^y), the text-only estimate of C*, `[n, bits]`."""
         return self.commonality_estimator_y(features_y) if self.use_commonality else None
 
-    def __call__(self, features_x: jax.Array, features_y: jax.Array) -> AEOutput:
-        if features_x.shape != features_y.shape:
+    def __call__(self, features_x: jax.Array, features_y: jax.Array | None = None) -> AEOutput:
+        if self.num_modalities == 1:
+            individuality_x = self.individuality_x(features_x)
+            commonality = self.commonality(features_x)
+            parts = [part for part in (commonality, individuality_x) if part is not None]
+            return AEOutput(
+                individuality_x=individuality_x,
+                commonality=commonality,
+                reconstruction_x=self.decoder_x(jnp.concatenate(parts, axis=-1)),
+            )
+        if features_y is None or features_x.shape != features_y.shape:
             raise ValueError(
                 f"autoencoder expects F^x and F^y of one shape [n, k], got {features_x.shape} "
-                f"and {features_y.shape}"
+                f"and {None if features_y is None else features_y.shape}"
             )
         individuality_x = self.individuality_x(features_x)
         individuality_y = self.individuality_y(features_y)

@@ -1,11 +1,14 @@
 """The cross-modal hashing model: feature networks, auto-encoder and meta features per method.
 
 Submodules (absent ones are None and hold no parameters):
-  `image_net`, `text_net`  always (F^x, F^y);
+  `image_net`, `text_net`  one per modality of `config.modalities` (F^x, F^y);
   `autoencoder`            ltcmh unless variant wo_ic (theta_z);
   `image_meta`             ltcmh (MetaFeature) unless wo_ic / wo_mi; metacmh (MemoryMetaFeature);
   `text_meta`              likewise unless wo_ic / wo_mt.
 Codes are sign(M^x), sign(M^y) with M^v from `encode_image` / `encode_text`.
+
+The image-only protocol (paper Table 4) is `modalities=("image",)`: the same model without its
+text side, whose auto-encoder reads the image alone (`IndividualityCommonalityAE`).
 """
 
 import dataclasses
@@ -21,7 +24,9 @@ from ltcmh_jax.models.text import TextMLP
 METHODS = ("ltcmh", "dcmh", "metacmh")
 VARIANTS = ("full", "wo_c", "wo_i", "wo_ic", "wo_mi", "wo_mt")
 IMAGE_NETS = ("mlp", "cnnf")
-MODALITIES = ("both", "image")
+# The modalities a model may hold, in the order their parameters are created.
+MODALITIES = ("image", "text")
+MODALITY_SETS = (("image", "text"), ("image",))
 
 # Parameter groups of the alternating optimisation, e.g. nnx.Optimizer(model, tx, wrt=IMAGE_PARAMS)
 # or nnx.split(model, IMAGE_PARAMS, ...). MetaCMH's centroids are a Memory, not a Param: no group.
@@ -35,6 +40,8 @@ TEXT_PARAMS = nnx.All(
 """theta_y: the text network and the text meta-feature module."""
 AUTOENCODER_PARAMS = nnx.All(nnx.Param, nnx.PathContains("autoencoder"))
 """theta_z: the individuality-commonality auto-encoder (with the commonality estimators)."""
+MODALITY_PARAMS = {"image": IMAGE_PARAMS, "text": TEXT_PARAMS}
+"""The parameter group each modality's hashing phase trains."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,16 +58,17 @@ class ModelConfig:
     text_hidden: int = 8192
     ae_hidden: int = 256
     num_labels: int = 0
-    # "image": the single-modality protocol (Table 4), `models.single.ImageOnlyHashingModel`.
-    modality: str = "both"
+    # ("image",): the single-modality protocol (Table 4), image -> image retrieval.
+    modalities: tuple[str, ...] = ("image", "text")
 
     def __post_init__(self):
         object.__setattr__(self, "image_hidden", tuple(int(h) for h in self.image_hidden))
+        object.__setattr__(self, "modalities", tuple(self.modalities))
         for field, choices in (
             ("method", METHODS),
             ("variant", VARIANTS),
             ("image_net", IMAGE_NETS),
-            ("modality", MODALITIES),
+            ("modalities", MODALITY_SETS),
         ):
             if getattr(self, field) not in choices:
                 raise ValueError(
@@ -70,6 +78,11 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.variant {self.variant!r} is an LtCMH ablation; method "
                 f"{self.method!r} needs variant 'full'"
+            )
+        if self.variant in ("wo_mi", "wo_mt") and len(self.modalities) == 1:
+            raise ValueError(
+                f"ModelConfig.variant {self.variant!r} removes one modality's meta features; "
+                f"modalities {self.modalities} have one"
             )
         for field in ("bits", "image_dim", "text_dim", "text_hidden", "ae_hidden"):
             if int(getattr(self, field)) < 1:
@@ -103,21 +116,29 @@ class HashingModel(nnx.Module):
             self.image_net = CNNF(bits, rngs=rngs)
         else:
             self.image_net = ImageMLP(config.image_dim, config.image_hidden, bits, rngs=rngs)
-        self.text_net = TextMLP(config.text_dim, config.text_hidden, bits, rngs=rngs)
+        has_text = "text" in config.modalities
+        # Created in this order (image net, text net, auto-encoder, meta features), which fixes
+        # the random numbers each is initialised from.
+        self.text_net = (
+            TextMLP(config.text_dim, config.text_hidden, bits, rngs=rngs) if has_text else None
+        )
         autoencoder = image_meta = text_meta = None
         if config.method == "ltcmh" and config.variant != "wo_ic":
             use = dict(
                 use_commonality=config.uses_commonality,
                 use_individuality=config.uses_individuality,
             )
-            autoencoder = IndividualityCommonalityAE(bits, config.ae_hidden, **use, rngs=rngs)
+            autoencoder = IndividualityCommonalityAE(
+                bits, config.ae_hidden, num_modalities=len(config.modalities), **use, rngs=rngs
+            )
             if config.variant != "wo_mi":
                 image_meta = MetaFeature(bits, **use, rngs=rngs)
-            if config.variant != "wo_mt":
+            if config.variant != "wo_mt" and has_text:
                 text_meta = MetaFeature(bits, **use, rngs=rngs)
         elif config.method == "metacmh":
             image_meta = MemoryMetaFeature(bits, config.num_labels, rngs=rngs)
-            text_meta = MemoryMetaFeature(bits, config.num_labels, rngs=rngs)
+            if has_text:
+                text_meta = MemoryMetaFeature(bits, config.num_labels, rngs=rngs)
         # NNX fixes an attribute as data or static on first assignment, so assign each once.
         self.autoencoder = autoencoder
         self.image_meta = image_meta
@@ -135,9 +156,10 @@ class HashingModel(nnx.Module):
         """F^y from `sparse_bag` output (`[n, nnz]` each): same numbers as `text_features`."""
         return self.text_net.sparse(indices, values)
 
-    def autoencode(self, features_x: jax.Array, features_y: jax.Array) -> AEOutput:
+    def autoencode(self, features_x: jax.Array, features_y: jax.Array | None = None) -> AEOutput:
         """The auto-encoder's P^x, P^y, C*, C_hat^x, C_hat^y and reconstructions (Eqs. 1, 2, 6);
-        all None for a model without one (dcmh, metacmh, wo_ic)."""
+        all None for a model without one (dcmh, metacmh, wo_ic). `features_y` is None for an
+        image-only model."""
         if self.autoencoder is None:
             return AEOutput()
         return self.autoencoder(features_x, features_y)
@@ -178,22 +200,22 @@ class HashingModel(nnx.Module):
         """`encode_text` on `sparse_bag` output."""
         return self.meta_text(self.text_features_sparse(indices, values))
 
-    def set_centroids(self, centroids_x: jax.Array, centroids_y: jax.Array) -> None:
-        """Stores MetaCMH's label centroids `[num_labels, bits]` per modality (see
-        `label_centroids`); only a metacmh model has a memory."""
+    def set_centroids(self, *centroids: jax.Array) -> None:
+        """Stores MetaCMH's label centroids `[num_labels, bits]`, one array per modality of
+        `config.modalities` (see `label_centroids`); only a metacmh model has a memory."""
         if not isinstance(self.image_meta, MemoryMetaFeature):
             raise ValueError(f"set_centroids: method {self.config.method!r} has no label memory")
-        self.image_meta.set_centroids(centroids_x)
-        self.text_meta.set_centroids(centroids_y)
+        if len(centroids) != len(self.config.modalities):
+            raise ValueError(
+                f"set_centroids: one array per modality {self.config.modalities}, got "
+                f"{len(centroids)}"
+            )
+        for modality, centroid in zip(self.config.modalities, centroids, strict=True):
+            getattr(self, f"{modality}_meta").set_centroids(centroid)
 
 
 def build_model(config: ModelConfig, *, rngs: nnx.Rngs) -> HashingModel:
-    """The model `config` describes, initialised deterministically from `rngs` (an
-    `ImageOnlyHashingModel` for `modality="image"`)."""
+    """The model `config` describes, initialised deterministically from `rngs`."""
     if not isinstance(config, ModelConfig):
         raise ValueError(f"build_model expects a ModelConfig, got {type(config).__name__}")
-    if config.modality == "image":
-        from ltcmh_jax.models.single import ImageOnlyHashingModel
-
-        return ImageOnlyHashingModel(config, rngs=rngs)
     return HashingModel(config, rngs=rngs)

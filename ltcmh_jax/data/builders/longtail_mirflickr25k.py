@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from etils import epath
 
+from ltcmh_jax.data import protocols
 from ltcmh_jax.data.builders.base import LongtailBuilder, LongtailConfig
 from ltcmh_jax.data.matfiles import DCMH_RELEASE, MIRFLICKR25K_FILES, load_mirflickr25k
 
 _SHAPES = dict(image_shape=(3, 224, 224), feature_dim=4096, text_dim=1386, num_labels=24)
 # Table 1: 2000 queries, training counts z_1 = 3000 down to z_c = 60 (IF 50).
-_LONGTAIL = dict(protocol="longtail", z1=3000, imbalance_factor=50.0, num_query=2000)
+_LONGTAIL = dict(protocol="longtail", **protocols.LONGTAIL["mirflickr25k"])
 # DCMH's protocol: 2000 queries, 10000 random training samples.
-_BALANCED = dict(protocol="balanced", num_query=2000, num_train=10000)
+_BALANCED = dict(protocol="balanced", **protocols.BALANCED["mirflickr25k"])
 
 
 def _configs():

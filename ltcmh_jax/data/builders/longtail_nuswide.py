@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from etils import epath
 
+from ltcmh_jax.data import protocols
 from ltcmh_jax.data.builders.base import LongtailBuilder, LongtailConfig
 from ltcmh_jax.data.matfiles import DCMH_RELEASE, load_nuswide
 
 _NUM_LABELS = {"tc21": 21, "tc10": 10}
 # Table 1: 2000 queries, training counts z_1 = 5000 down to z_c = 100 (IF 50). The paper uses
 # TC-21; TC-10 gets the same numbers (our choice, see docs/DESIGN.md).
-_LONGTAIL = dict(protocol="longtail", z1=5000, imbalance_factor=50.0, num_query=2000)
+_LONGTAIL = dict(protocol="longtail", **protocols.LONGTAIL["nuswide"])
 # DCMH's NUS-WIDE protocol: 2100 queries, 10500 random training samples.
-_BALANCED = dict(protocol="balanced", num_query=2100, num_train=10500)
+_BALANCED = dict(protocol="balanced", **protocols.BALANCED["nuswide"])
 
 
 def _configs():

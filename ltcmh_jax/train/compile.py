@@ -1,0 +1,118 @@
+"""The jitted, sharded forms of the updates in `ltcmh_jax.train.steps`.
+
+State and training labels are replicated, a batch is split on the mesh's "data" axis, and the
+state is donated to each update (its buffers are updated in place). `jitted_updates` builds every
+function of a run; a `Trainer` holds them, so nothing outlives the trainer that compiled it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import optax
+
+from ltcmh_jax import sharding as sharding_lib
+from ltcmh_jax.train import steps
+from ltcmh_jax.train.state import LearningRates, LossWeights, make_optimizers
+
+
+def jit_step(step: Callable, mesh) -> Callable:
+    """`step(state, batch, train_labels)` jitted: state and labels replicated, batch split on
+    "data", the state donated (its buffers are updated in place)."""
+    replicated = sharding_lib.replicated(mesh)
+    return jax.jit(
+        step,
+        in_shardings=(replicated, sharding_lib.batch_sharded(mesh), replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+
+
+def jit_scan_phase(step: Callable, fields, mesh) -> Callable:
+    """`steps.scan_phase(step)` jitted: state and training data replicated, batch indices
+    `[steps, b]` split on "data" along b, the state donated."""
+    replicated = sharding_lib.replicated(mesh)
+    run = steps.scan_phase(step, fields, sharding_lib.batch_sharded(mesh))
+    return jax.jit(
+        run,
+        in_shardings=(replicated, replicated, sharding_lib.batch_sharded(mesh, axis=1)),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class JittedUpdates:
+    """Every jitted function of a run.
+
+    `step[phase]` and `scan[phase]` for each phase ("autoencoder" when the model has one, then
+    each modality) share one step function; `forward[modality]` gives `(F, M)` of a batch of one
+    modality.
+    """
+
+    optimizers: dict[str, optax.GradientTransformation]
+    step: dict
+    scan: dict
+    update_codes: Callable
+    update_similarity: Callable
+    update_centroids: Callable
+    forward: dict
+
+
+def jitted_updates(
+    graphdef,
+    mesh,
+    rates: LearningRates,
+    weights: LossWeights,
+    *,
+    modalities: tuple[str, ...],
+) -> JittedUpdates:
+    """The jitted updates of a run whose model has `modalities` (`jax.jit` compiles each on its
+    first call)."""
+    optimizers = make_optimizers(rates)
+    replicated = sharding_lib.replicated(mesh)
+    common = dict(graphdef=graphdef, weights=weights)
+    bound = {
+        "autoencoder": functools.partial(
+            steps.autoencoder_step, optimizer=optimizers["autoencoder"], **common
+        )
+    }
+    for modality in modalities:
+        bound[modality] = functools.partial(
+            steps.hash_step, modality=modality, optimizer=optimizers[modality], **common
+        )
+
+    def jit_state_update(function):
+        return jax.jit(
+            function,
+            in_shardings=(replicated, replicated),
+            out_shardings=replicated,
+            donate_argnums=0,
+        )
+
+    batch = sharding_lib.batch_sharded(mesh)
+    return JittedUpdates(
+        optimizers=optimizers,
+        step={name: jit_step(fn, mesh) for name, fn in bound.items()},
+        scan={
+            name: jit_scan_phase(fn, steps.BATCH_FIELDS[name], mesh) for name, fn in bound.items()
+        },
+        update_codes=jax.jit(
+            steps.update_codes, in_shardings=replicated, out_shardings=replicated, donate_argnums=0
+        ),
+        update_similarity=jit_state_update(steps.update_label_similarity),
+        update_centroids=jit_state_update(
+            functools.partial(steps.update_centroids, graphdef=graphdef)
+        ),
+        forward={
+            modality: jax.jit(
+                functools.partial(steps.forward, graphdef=graphdef, modality=modality),
+                in_shardings=(replicated, batch),
+                out_shardings=replicated,
+            )
+            for modality in modalities
+        },
+    )

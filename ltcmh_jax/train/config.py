@@ -1,0 +1,288 @@
+"""`TrainConfig`: every setting of a training run, defined once.
+
+Each field carries its command-line help, its choices and its bounds in `dataclasses.field`
+metadata (`setting`); `experiments/settings.py` turns the fields into absl flags, and
+`TrainConfig.validate` checks them, so a setting is written in one place only. Split fields left
+None take the data set's defaults (`ltcmh_jax.train.inputs.resolve_defaults`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from ltcmh_jax import models
+
+DATASETS = ("synthetic", "mirflickr25k", "nuswide", "npz")
+SPLITS = ("longtail", "balanced")
+EPOCH_MODES = ("auto", "scan", "step")
+# --modality: the modalities a run trains (a model config, `models.ModelConfig.modalities`).
+MODALITY_CHOICES = {"both": ("image", "text"), "image": ("image",)}
+
+
+def setting(
+    default,
+    help: str,  # noqa: A002 -- the word absl uses
+    *,
+    choices: typing.Sequence[str] | None = None,
+    minimum: float | None = None,
+    exclusive_minimum: bool = False,
+    affects_results: bool = True,
+):
+    """A `TrainConfig` field with its flag help, allowed values and lower bound.
+
+    `affects_results=False` marks a setting that does not change what a run computes (paths,
+    checkpoint cadence, progress): a run resumed with another value continues the same run.
+    """
+    metadata = {
+        "help": help,
+        "choices": tuple(choices) if choices is not None else None,
+        "minimum": minimum,
+        "exclusive_minimum": exclusive_minimum,
+        "affects_results": affects_results,
+    }
+    if isinstance(default, tuple):
+        return dataclasses.field(default_factory=lambda: default, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; `experiments/main.py` fills it from flags."""
+
+    method: str = setting(
+        "ltcmh", "Hashing method: ltcmh (the paper), dcmh or metacmh.", choices=models.METHODS
+    )
+    variant: str = setting(
+        "full",
+        "LtCMH ablation (paper Fig. 3): full, wo_c (no commonality), wo_i (no individuality), "
+        "wo_ic (neither), wo_mi / wo_mt (no meta features on the image / text side).",
+        choices=models.VARIANTS,
+    )
+    modality: str = setting(
+        "both",
+        "both: cross-modal hashing; image: the image modality alone, image->image retrieval "
+        "(paper Table 4; see docs/DESIGN.md, Baselines).",
+        choices=tuple(MODALITY_CHOICES),
+    )
+    dataset: str = setting(
+        "synthetic",
+        "Data set: the embedded synthetic long-tail set, MIRFlickr-25K or NUS-WIDE (.mat files "
+        "in --data_dir), precomputed features in an .npz (--data_path), or tfds:BUILDER/CONFIG, "
+        "a prepared longtail_* TFDS data set in --data_dir with its stored split (one of "
+        f"{', '.join(DATASETS)}, tfds:NAME).",
+    )
+    data_dir: str = setting(
+        "",
+        "Directory with the DCMH-format .mat files (mirflickr25k, nuswide).",
+        affects_results=False,
+    )
+    data_path: str = setting(
+        "",
+        "An .npz with arrays image [n, d_x], text [n, d_t], labels [n, c].",
+        affects_results=False,
+    )
+    data_seed: int = setting(0, "Seed of the synthetic generator (fixed across --seed repeats).")
+    synthetic_samples: int = setting(
+        0, "Samples of the synthetic set; 0 keeps the generator's default.", minimum=0
+    )
+    split: str = setting(
+        "longtail",
+        "longtail: Zipf training set (paper Table 1); balanced: uniform training set (DCMH).",
+        choices=SPLITS,
+    )
+    z1: int | None = setting(
+        None,
+        "Samples of the most frequent label in the long-tail training set (default: the data "
+        "set's, e.g. 3000 Flickr, 5000 NUS-WIDE).",
+        minimum=1,
+    )
+    imbalance_factor: float | None = setting(
+        None, "z1 / zc of the long-tail training set, >= 1 (paper: 50).", minimum=1
+    )
+    num_query: int | None = setting(
+        None, "Query samples (paper: 2000); the rest is the retrieval database.", minimum=1
+    )
+    num_train: int | None = setting(
+        None,
+        "Training samples of a balanced split (DCMH: 10000 Flickr, 10500 NUS).",
+        minimum=1,
+    )
+    num_head: int | None = setting(
+        None,
+        "Head labels for head/tail MAP, the most frequent first (paper: 14 Flickr, 15 NUS-WIDE; "
+        "otherwise 60% of the labels).",
+        minimum=1,
+    )
+    bits: int = setting(64, "Hash code length k.", minimum=1)
+    epochs: int = setting(500, "Training epochs (paper: 500).", minimum=1)
+    batch_size: int = setting(
+        128, "Global batch size, rounded up to a multiple of the device count.", minimum=1
+    )
+    lr_image: float = setting(
+        10**-1.5,
+        "SGD learning rate of theta_x (paper 10^-1.5).",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    lr_text: float = setting(
+        10**-1.5,
+        "SGD learning rate of theta_y (paper 10^-1.5).",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    lr_autoencoder: float = setting(
+        1e-2,
+        "SGD learning rate of the auto-encoder theta_z (paper 10^-2).",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    lr_final: float = setting(
+        1e-6,
+        "Every rate decays linearly over the epochs to this value (DCMH: 1e-6).",
+        minimum=0,
+    )
+    alpha: float = setting(0.05, "Weight of J1, the commonality regularizer (Eq. 7).", minimum=0)
+    beta: float = setting(0.05, "Weight of J2, the HSIC individuality term (Eq. 7).", minimum=0)
+    gamma: float = setting(1.0, "Weight of the quantization term of Eq. 10.", minimum=0)
+    eta: float = setting(1.0, "Weight of the bit-balance term of Eq. 10.", minimum=0)
+    similarity_every: int = setting(
+        1, "Recompute the label similarities R^x, R^y (Eq. 4) every N epochs.", minimum=1
+    )
+    image_net: str = setting(
+        "mlp",
+        "Image network: mlp over feature vectors, or CNN-F on raw 224x224 images.",
+        choices=models.IMAGE_NETS,
+    )
+    image_hidden: tuple[int, ...] = setting(
+        (),
+        "Hidden widths of the image MLP (empty: one linear layer, like CNN-F's fc8 over fc7 "
+        "features).",
+        minimum=1,
+    )
+    text_hidden: int = setting(8192, "Hidden width of the text net (DCMH 8192).", minimum=1)
+    ae_hidden: int = setting(256, "Hidden width of the auto-encoder's MLPs.", minimum=1)
+    cnnf_weights: str = setting(
+        "", "MatConvNet imagenet-vgg-f.mat to initialise CNN-F (with --image_net=cnnf)."
+    )
+    seed: int = setting(0, "Seed of the split, the initialisation and the batches.")
+    checkpoint_every: int = setting(
+        1,
+        "Save a checkpoint every N epochs (and after the last); 0: never.",
+        minimum=0,
+        affects_results=False,
+    )
+    keep_checkpoints: int = setting(2, "Checkpoints to keep.", minimum=1, affects_results=False)
+    eval_every: int = setting(
+        0,
+        "Report the query MAP every N epochs (0: only at the end).",
+        minimum=0,
+        affects_results=False,
+    )
+    epoch_mode: str = setting(
+        "auto",
+        "scan: each phase of an epoch is one compiled loop over on-device data; step: one call "
+        "per batch from the host; auto: scan for feature vectors, step for raw images.",
+        choices=EPOCH_MODES,
+        affects_results=False,
+    )
+    progress: bool = setting(True, "Show a progress bar on stderr.", affects_results=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "image_hidden", tuple(int(h) for h in self.image_hidden))
+
+    @property
+    def tfds_name(self) -> str:
+        """`BUILDER/CONFIG` of `--dataset=tfds:BUILDER/CONFIG`; empty for the other data sets."""
+        prefix, _, name = self.dataset.partition(":")
+        return name if prefix == "tfds" else ""
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this run trains, in `models.MODALITIES` order."""
+        return MODALITY_CHOICES[self.modality]
+
+    def validate(self) -> TrainConfig:
+        """Checks what can be checked without the data: each field against its metadata, then
+        the rules that tie fields together.
+
+        Raises:
+          ValueError: one line naming the flag.
+        """
+        for field in dataclasses.fields(self):
+            check_field(field, getattr(self, field.name))
+        if self.dataset not in DATASETS and not self.tfds_name:
+            raise ValueError(
+                f"--dataset: must be one of {DATASETS} or tfds:NAME, got {self.dataset!r}"
+            )
+        if self.method != "ltcmh" and self.variant != "full":
+            raise ValueError(
+                f"--variant: {self.variant!r} is an LtCMH ablation; --method={self.method} "
+                "needs --variant=full"
+            )
+        if self.modality == "image" and self.variant in ("wo_mi", "wo_mt"):
+            raise ValueError(
+                f"--variant: {self.variant} removes one modality's meta features; "
+                "--modality=image has one modality"
+            )
+        if self.split == "balanced":
+            for name in ("z1", "imbalance_factor"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"--{name}: applies to --split=longtail, not balanced")
+        elif self.num_train is not None:
+            raise ValueError(
+                "--num_train: applies to --split=balanced; a long-tail training set's size "
+                "follows from --z1 and --imbalance_factor"
+            )
+        if (self.dataset in ("mirflickr25k", "nuswide") or self.tfds_name) and not self.data_dir:
+            raise ValueError(f"--data_dir: required for --dataset={self.dataset}")
+        if self.dataset == "npz" and not self.data_path:
+            raise ValueError("--data_path: required for --dataset=npz")
+        if self.dataset != "synthetic" and self.synthetic_samples:
+            raise ValueError("--synthetic_samples: applies to --dataset=synthetic only")
+        if self.cnnf_weights and self.image_net != "cnnf":
+            raise ValueError("--cnnf_weights: needs --image_net=cnnf")
+        if self.image_net == "cnnf" and self.dataset in ("synthetic", "npz"):
+            raise ValueError(
+                f"--image_net: cnnf needs raw images; --dataset={self.dataset} has feature vectors"
+            )
+        return self
+
+    def run_fields(self) -> dict:
+        """The fields that define what a run computes (compared when resuming)."""
+        return {
+            field.name: (
+                list(getattr(self, field.name))
+                if field.name == "image_hidden"
+                else getattr(self, field.name)
+            )
+            for field in dataclasses.fields(self)
+            if field.metadata["affects_results"]
+        }
+
+
+def check_field(field: dataclasses.Field, value) -> None:
+    """One field's value against its `setting` metadata (choices, lower bound).
+
+    Raises:
+      ValueError: one line naming the flag.
+    """
+    name, metadata = field.name, field.metadata
+    if value is None:
+        return
+    if metadata["choices"] is not None and value not in metadata["choices"]:
+        raise ValueError(f"--{name}: must be one of {metadata['choices']}, got {value!r}")
+    minimum = metadata["minimum"]
+    if minimum is None:
+        return
+    values = value if isinstance(value, tuple) else (value,)
+    for item in values:
+        below = not item > minimum if metadata["exclusive_minimum"] else not item >= minimum
+        if below:
+            if minimum == 1 and not metadata["exclusive_minimum"]:
+                bound = "positive"
+            elif metadata["exclusive_minimum"] and minimum == 0:
+                bound = "positive"
+            else:
+                bound = f">= {minimum:g}"
+            raise ValueError(f"--{name}: must be {bound}, got {value}")

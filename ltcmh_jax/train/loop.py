@@ -1,0 +1,151 @@
+"""`train_and_evaluate`: the main job, from a config to `results.json`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+
+from ltcmh_jax import data as data_lib
+from ltcmh_jax import metrics
+from ltcmh_jax import sharding as sharding_lib
+from ltcmh_jax.checkpoint import Checkpointer
+from ltcmh_jax.train import inputs, report, run_dir
+from ltcmh_jax.train.config import TrainConfig
+from ltcmh_jax.train.trainer import Trainer
+
+log = logging.getLogger("ltcmh_jax.train")
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
+    """Trains (or resumes) the run `config` describes in `workdir` and evaluates it.
+
+    Each epoch: the auto-encoder on Loss1, theta_x and theta_y on Loss2, then B = sign(M^x + M^y).
+    Checkpoints go to `<workdir>/checkpoints`; running again resumes from the latest one, or
+    returns the saved results of a finished run.
+
+    Returns:
+      The results dict also written to `<workdir>/results.json` (with `codes.npz`,
+      `metrics.jsonl` and PNG plots next to it).
+    """
+    config.validate()
+    workdir = os.path.abspath(workdir)
+    run_dir.check_workdir(workdir)
+    dataset, stored_split = inputs.load(config)
+    inputs.check_label_coverage(
+        dataset.labels, config.data_path or config.data_dir or config.dataset
+    )
+    config = inputs.resolve_defaults(config, dataset.num_samples, dataset.num_labels)
+    fingerprint = run_dir.data_fingerprint(dataset)
+    finished = run_dir.load_finished(workdir, config, fingerprint)
+    if finished is not None:
+        log.info("%s holds a finished run; not training again", workdir)
+        return finished
+    split = stored_split if stored_split is not None else inputs.make_split(config, dataset)
+    statistics = data_lib.describe(dataset, split)
+    mesh = sharding_lib.make_data_mesh()
+    trainer = Trainer(config, dataset, split, mesh)
+    log.info(
+        "data %s: %s; %d devices (%s), batch %d, %d steps per phase, %s epochs, text %s",
+        config.dataset,
+        ", ".join(f"{key}={value}" for key, value in statistics.items()),
+        sharding_lib.data_parallel_size(mesh),
+        jax.default_backend(),
+        trainer.batch_size,
+        trainer.steps_per_epoch,
+        trainer.epoch_mode,
+        "sparse" if trainer.sparse_text else "dense",
+    )
+    checkpointer = Checkpointer(
+        os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
+    )
+    state, first_epoch, history, train_seconds = _start(trainer, checkpointer, config, split)
+    state, train_seconds = _train(
+        trainer, checkpointer, state, first_epoch, history, train_seconds, workdir
+    )
+    checkpointer.close()
+
+    started = time.monotonic()
+    head_labels = np.asarray(split.label_order[: config.num_head])
+    scores, codes = trainer.evaluate(state, head_labels=head_labels)
+    results = {
+        **{name: getattr(config, name) for name in ("method", "variant", "modality", "dataset")},
+        **{name: getattr(config, name) for name in ("split", "bits", "seed", "epochs")},
+        **scores,
+        "chance_map": metrics.chance_map(codes["query_labels"], codes["db_labels"]),
+        "num_head": config.num_head,
+        "head_labels": head_labels.tolist(),
+        "train_seconds": train_seconds,
+        "eval_seconds": time.monotonic() - started,
+        "split_statistics": statistics,
+        "devices": sharding_lib.data_parallel_size(mesh),
+        "backend": jax.default_backend(),
+        "config": config.run_fields(),
+        "data_fingerprint": fingerprint,
+    }
+    if jax.process_index() == 0:
+        run_dir.save_npz_atomic(os.path.join(workdir, "codes.npz"), codes)
+        run_dir.write_lines_atomic(os.path.join(workdir, "metrics.jsonl"), history)
+        results["plots"] = report.write_plots(workdir, history, codes)
+        run_dir.write_json_atomic(os.path.join(workdir, "results.json"), results)
+    return run_dir.json_safe(results)
+
+
+def _start(trainer: Trainer, checkpointer: Checkpointer, config: TrainConfig, split):
+    """`(state, first_epoch, history, train_seconds)`: the latest checkpoint's, or a fresh start."""
+    latest = checkpointer.latest_epoch()
+    latest_meta = checkpointer.read_meta(latest) if latest is not None else None
+    if latest_meta is not None:
+        # Before restoring: another configuration's arrays may not even have this one's shapes.
+        run_dir.check_resumable(latest_meta, config, checkpointer.directory)
+    restored = checkpointer.restore_latest(trainer.abstract_state())
+    if restored is None:
+        return trainer.init_state(), 0, [], 0.0
+    first_epoch, state, saved_split, meta = restored
+    run_dir.check_resumable(meta, config, checkpointer.directory)
+    run_dir.check_split(saved_split, split, checkpointer.directory)
+    log.info("resuming from %s at epoch %d", checkpointer.directory, first_epoch)
+    history = list(meta.get("history", []))[:first_epoch]
+    return state, first_epoch, history, float(meta.get("train_seconds", 0.0))
+
+
+def _train(trainer, checkpointer, state, first_epoch, history, train_seconds, workdir):
+    """Epochs `first_epoch` to the last, with their log lines, metrics.jsonl and checkpoints."""
+    config = trainer.config
+    is_writer = jax.process_index() == 0
+    progress = report.ProgressBar(config.epochs, first_epoch, enabled=config.progress and is_writer)
+    for epoch in range(first_epoch, config.epochs):
+        started = time.monotonic()
+        try:
+            state, terms = trainer.run_epoch(state, epoch, progress.update)
+        except FloatingPointError as error:
+            kept = checkpointer.latest_epoch()
+            where = (
+                os.path.join(checkpointer.directory, str(kept))
+                if kept is not None
+                else "none written yet"
+            )
+            raise FloatingPointError(f"{error} ({where})") from None
+        seconds = time.monotonic() - started
+        train_seconds += seconds
+        row = {"epoch": epoch + 1, "seconds": seconds, **report.epoch_summary(terms)}
+        if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
+            row.update(trainer.evaluate(state)[0])
+        history.append(row)
+        progress.update(epoch + 1, final=True)
+        report.log_epoch(row, config.epochs)
+        if is_writer:
+            run_dir.write_lines_atomic(os.path.join(workdir, "metrics.jsonl"), history)
+        last = epoch + 1 == config.epochs
+        if config.checkpoint_every and ((epoch + 1) % config.checkpoint_every == 0 or last):
+            meta = {
+                "epoch": epoch + 1,
+                "config": config.run_fields(),
+                "history": run_dir.json_safe(history),
+                "train_seconds": train_seconds,
+            }
+            checkpointer.save(epoch + 1, state, run_dir.split_arrays(trainer.split), meta)
+    return state, train_seconds

@@ -1,0 +1,203 @@
+"""The training state: parameters, optimizer states and buffers, nested per modality.
+
+The model lives as NNX state split into the parameter groups the paper alternates over (theta_x:
+`image_net` + `image_meta`; theta_y: `text_net` + `text_meta`; theta_z: `autoencoder`) and the
+rest (non-trained variables such as MetaCMH's centroid memory). An image-only run (Table 4) has
+one entry in `TrainState.modalities`; nothing else about it differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from ltcmh_jax import models
+
+
+@flax.struct.dataclass
+class ModalityState:
+    """What one modality v carries from step to step.
+
+    Attributes:
+      params: theta_v (`nnx.State` of the feature net and meta-feature module).
+      opt: the optax state of theta_v's optimizer.
+      features: `[n, k]` buffer of the direct features F^v of the training set.
+      meta: `[n, k]` buffer of the meta features M^v (Eq. 8).
+      similarity: `[c, c]` label similarity R^v (Eq. 4).
+    """
+
+    params: nnx.State
+    opt: optax.OptState
+    features: jax.Array
+    meta: jax.Array
+    similarity: jax.Array
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything the alternating optimisation carries (all on device).
+
+    Attributes:
+      modalities: `{"image": ModalityState, "text": ModalityState}` (image only for Table 4).
+      autoencoder_params, autoencoder_opt: theta_z and its optax state (empty without one).
+      rest: the model's other variables (e.g. MetaCMH's centroid memory).
+      codes: `[n, k]` the unified codes B in {-1, +1} (Eq. 13).
+    """
+
+    modalities: dict[str, ModalityState]
+    autoencoder_params: nnx.State
+    autoencoder_opt: optax.OptState
+    rest: nnx.State
+    codes: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """alpha, beta weigh J1 and J2 in Loss1 (Eq. 7); gamma, eta the quantization and balance terms
+    of Loss2 (Eq. 10). The paper sets 0.05, 0.05, 1, 1."""
+
+    alpha: float = 0.05
+    beta: float = 0.05
+    gamma: float = 1.0
+    eta: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LearningRates:
+    """SGD rates of theta_x, theta_y, theta_z (paper: 10^-1.5, 10^-1.5, 10^-2), each decaying
+    linearly per epoch to `final` over `epochs` epochs of `steps_per_epoch` steps."""
+
+    image: float
+    text: float
+    autoencoder: float
+    final: float
+    epochs: int
+    steps_per_epoch: int
+
+
+def epoch_linear_decay(
+    initial: float, final: float, *, epochs: int, steps_per_epoch: int
+) -> optax.Schedule:
+    """DCMH's schedule: constant within an epoch, linear from `initial` (first epoch) to `final`
+    (last epoch), i.e. `np.linspace(initial, final, epochs)[epoch]` with epoch = count // steps."""
+    last = max(epochs - 1, 1)
+
+    def schedule(count):
+        fraction = jnp.minimum(count // steps_per_epoch, epochs - 1) / last
+        # Written as a blend so the last epoch gets exactly `final` in float32.
+        return initial * (1 - fraction) + final * fraction
+
+    return schedule
+
+
+def make_optimizers(rates: LearningRates) -> dict[str, optax.GradientTransformation]:
+    """Plain SGD with `epoch_linear_decay` per parameter group: "image", "text", "autoencoder"."""
+
+    def sgd(rate):
+        return optax.sgd(
+            epoch_linear_decay(
+                rate, rates.final, epochs=rates.epochs, steps_per_epoch=rates.steps_per_epoch
+            )
+        )
+
+    return {
+        "image": sgd(rates.image),
+        "text": sgd(rates.text),
+        "autoencoder": sgd(rates.autoencoder),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParts:
+    """`nnx.split` of a `HashingModel` into its parameter groups.
+
+    Attributes:
+      graphdef: the model's structure, what `merge_model` rebuilds it from.
+      modalities: the modalities of the model, the order of `params`.
+      params: theta_v per modality.
+      autoencoder: theta_z (empty without an auto-encoder).
+      rest: everything that is not a parameter.
+    """
+
+    graphdef: nnx.GraphDef
+    modalities: tuple[str, ...]
+    params: dict[str, nnx.State]
+    autoencoder: nnx.State
+    rest: nnx.State
+
+
+def split_model(model: models.HashingModel) -> ModelParts:
+    """The parameter groups of `model`.
+
+    Raises:
+      ValueError: when a parameter sits outside the groups, where no phase would train it.
+    """
+    modalities = tuple(model.config.modalities)
+    filters = [models.MODALITY_PARAMS[name] for name in modalities]
+    graphdef, *groups = nnx.split(model, *filters, models.AUTOENCODER_PARAMS, ...)
+    *modality_params, autoencoder, rest = groups
+    stray = [
+        "/".join(str(part) for part in path)
+        for path, _ in nnx.to_flat_state(nnx.filter_state(rest, nnx.Param))
+    ]
+    if stray:
+        raise ValueError(
+            f"model parameters outside image_net/image_meta/text_net/text_meta/autoencoder would "
+            f"never be trained: {stray[:3]}"
+        )
+    return ModelParts(
+        graphdef=graphdef,
+        modalities=modalities,
+        params=dict(zip(modalities, modality_params, strict=True)),
+        autoencoder=autoencoder,
+        rest=rest,
+    )
+
+
+def merge_model(
+    graphdef, state: TrainState, *, params: dict | None = None, autoencoder=None, rest=None
+) -> models.HashingModel:
+    """The model of `state`, with modalities' `params`, theta_z or `rest` replaced."""
+    merged = {name: modality.params for name, modality in state.modalities.items()}
+    merged.update(params or {})
+    order = [name for name in models.MODALITIES if name in merged]
+    return nnx.merge(
+        graphdef,
+        *(merged[name] for name in order),
+        state.autoencoder_params if autoencoder is None else autoencoder,
+        state.rest if rest is None else rest,
+    )
+
+
+def initial_state(
+    parts: ModelParts,
+    optimizers: dict[str, optax.GradientTransformation],
+    *,
+    num_train: int,
+    bits: int,
+    num_labels: int,
+) -> TrainState:
+    """The parameters of `parts`, fresh optimizer states and zero buffers. Under `jax.eval_shape`
+    this is the structure a checkpoint restores into, without touching a device."""
+    zeros = jnp.zeros((num_train, bits), jnp.float32)
+    return TrainState(
+        modalities={
+            name: ModalityState(
+                params=params,
+                opt=optimizers[name].init(params),
+                features=zeros,
+                meta=zeros,
+                similarity=jnp.zeros((num_labels, num_labels), jnp.float32),
+            )
+            for name, params in parts.params.items()
+        },
+        autoencoder_params=parts.autoencoder,
+        autoencoder_opt=optimizers["autoencoder"].init(parts.autoencoder),
+        rest=parts.rest,
+        codes=zeros,
+    )

@@ -1,0 +1,66 @@
+"""Tests of ltcmh_jax/train/config.py: one-line errors naming the flag, the fields a run is."""
+
+import dataclasses
+
+import pytest
+
+from ltcmh_jax.train import TrainConfig
+from ltcmh_jax.train.config import MODALITY_CHOICES
+
+
+@pytest.mark.parametrize(
+    "changes, flag",
+    [
+        (dict(bits=0), "--bits"),
+        (dict(epochs=-1), "--epochs"),
+        (dict(imbalance_factor=0.5), "--imbalance_factor"),
+        (dict(z1=0), "--z1"),
+        (dict(method="pqhash"), "--method"),
+        (dict(method="dcmh", variant="wo_c"), "--variant"),
+        (dict(split="balanced", z1=100), "--z1"),
+        (dict(num_train=100), "--num_train"),
+        (dict(dataset="npz"), "--data_path"),
+        (dict(dataset="mirflickr25k"), "--data_dir"),
+        (dict(image_net="cnnf"), "--image_net"),
+        (dict(cnnf_weights="vgg-f.mat"), "--cnnf_weights"),
+        (dict(lr_image=0.0), "--lr_image"),
+        (dict(keep_checkpoints=0), "--keep_checkpoints"),
+        (dict(image_hidden=(4, 0)), "--image_hidden"),
+        (dict(modality="text"), "--modality"),
+        (dict(modality="image", variant="wo_mt"), "--variant"),
+        (dict(alpha=-0.1), "--alpha"),
+        (dict(checkpoint_every=-1), "--checkpoint_every"),
+    ],
+)
+def test_bad_config_names_the_flag(changes, flag):
+    with pytest.raises(ValueError, match=flag) as error:
+        dataclasses.replace(TrainConfig(), **changes).validate()
+    assert "\n" not in str(error.value)
+
+
+def test_every_field_carries_its_help_and_settings_that_do_not_change_results_are_marked():
+    for field in dataclasses.fields(TrainConfig):
+        assert field.metadata["help"].strip(), field.name
+    logistic = {
+        field.name
+        for field in dataclasses.fields(TrainConfig)
+        if not field.metadata["affects_results"]
+    }
+    assert logistic == {
+        "data_dir",
+        "data_path",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "eval_every",
+        "epoch_mode",
+        "progress",
+    }
+    fields = TrainConfig(image_hidden=(8, 4)).run_fields()
+    assert not logistic & set(fields) and fields["image_hidden"] == [8, 4]
+    assert len(fields) == len(dataclasses.fields(TrainConfig)) - len(logistic)
+
+
+def test_modality_is_the_model_config_of_the_modalities():
+    assert TrainConfig().modalities == ("image", "text")
+    assert TrainConfig(modality="image").modalities == ("image",)
+    assert set(MODALITY_CHOICES) == {"both", "image"}
