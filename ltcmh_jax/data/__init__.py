@@ -4,6 +4,8 @@ Nothing here imports jax, so `import ltcmh_jax.data` stays light. Re-exports use
 `name as name` form (ruff's explicit re-export), one import per line.
 """
 
+from ltcmh_jax.data.aloi import ALOI_SPLIT as ALOI_SPLIT
+from ltcmh_jax.data.aloi import load_aloi as load_aloi
 from ltcmh_jax.data.dataset import MultiModalDataset as MultiModalDataset
 from ltcmh_jax.data.longtail import Split as Split
 from ltcmh_jax.data.longtail import balanced_split as balanced_split
