@@ -51,15 +51,17 @@ def write_folder(folder, files=None):
 
 
 def _zscore(matrix):
-    return (matrix - matrix.mean(axis=0)) / matrix.std(axis=0)
+    return (matrix - matrix.mean(axis=0)) / matrix.std(axis=0) / np.sqrt(matrix.shape[1])
 
 
 def test_wheel_drops_the_unlabelled_first_image(tmp_path):
     dataset = load_aloi(write_wheel(tmp_path / "mvcluster-1.16-py3-none-any.whl"))
     assert dataset.image.shape == (6, 64) and dataset.text.shape == (6, 2)
     assert dataset.image.dtype == np.float32 and dataset.text.dtype == np.float32
-    np.testing.assert_allclose(dataset.image, _zscore(COLOUR[1:]), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dataset.text, _zscore(TEXTURE[1:]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dataset.image, np.sqrt(COLOUR[1:]), rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(dataset.image, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(dataset.text, _zscore(TEXTURE[1:]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.mean(np.sum(dataset.text**2, axis=1)), 1.0, rtol=1e-5)
     expected = np.zeros((6, 3), np.float32)
     expected[np.arange(6), OBJECT_OF_IMAGE[1:]] = 1
     np.testing.assert_array_equal(dataset.labels, expected)
@@ -67,13 +69,13 @@ def test_wheel_drops_the_unlabelled_first_image(tmp_path):
 
 
 def test_folder_extracted_wheel_and_raw_features(tmp_path):
-    from_wheel = load_aloi(write_wheel(tmp_path / "m.whl"), standardize=False)
+    from_wheel = load_aloi(write_wheel(tmp_path / "m.whl"), raw=True)
     np.testing.assert_allclose(from_wheel.image, COLOUR[1:].astype(np.float32))
     np.testing.assert_allclose(from_wheel.text, TEXTURE[1:].astype(np.float32))
     aloi_folder = write_folder(tmp_path / "aloi")
     extracted = write_folder(tmp_path / "wheel" / ALOI_WHEEL_FOLDER)
     for path in (aloi_folder, tmp_path / "wheel"):
-        dataset = load_aloi(path, standardize=False)
+        dataset = load_aloi(path, raw=True)
         np.testing.assert_array_equal(dataset.image, from_wheel.image)
         np.testing.assert_array_equal(dataset.labels, from_wheel.labels)
     assert extracted.is_dir()

@@ -131,31 +131,44 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return matrix
 
 
+def hellinger_rows(histograms: np.ndarray) -> np.ndarray:
+    """`[n, d]` float32 square roots of histograms that sum to 1: unit L2 rows (Hellinger map).
+
+    Colour histograms are dominated by a few bins (the black background holds most pixels), and
+    z-scoring their nearly empty bins makes outliers hundreds of standard deviations wide; the
+    square root evens them out and gives every row norm 1, like the synthetic set's features.
+    """
+    return np.sqrt(np.clip(histograms, 0.0, None)).astype(np.float32)
+
+
 def standardize_columns(view: np.ndarray) -> np.ndarray:
-    """`[n, d]` float32, each column shifted to mean 0 and scaled to standard deviation 1.
+    """`[n, d]` float32, each column z-scored and divided by `sqrt(d)`: mean squared row norm 1.
 
     Haralick features span 1e-2 to 1e13 from column to column; a constant column stays 0.
     """
     mean = view.mean(axis=0)
     std = view.std(axis=0)
-    return ((view - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+    scaled = (view - mean) / np.where(std > 0, std, 1.0) / np.sqrt(view.shape[1])
+    return scaled.astype(np.float32)
 
 
-def load_aloi(path: str | os.PathLike, *, standardize: bool = True) -> MultiModalDataset:
+def load_aloi(path: str | os.PathLike, *, raw: bool = False) -> MultiModalDataset:
     """ALOI as a `MultiModalDataset` (`--dataset=aloi`): 110,249 images of 1,000 objects.
 
     Args:
       path: the `mvcluster-1.16-py3-none-any.whl` file, a folder holding the wheel's
         `examples/custom_data/aloi/` files (or the extracted wheel), or an `.npz` with arrays
         `image`, `text`, `labels` (read by `load_npz`, as saved from this function's result).
-      standardize: z-score every feature column (over the labelled rows); off gives the raw
-        features (colour histograms sum to 1 per row; Haralick columns reach 1e13).
+      raw: the CSV values as they are (colour histograms that sum to 1 per row, Haralick columns
+        up to 1e13). By default the histogram is mapped to its square roots (`hellinger_rows`)
+        and the Haralick columns are z-scored over the labelled rows (`standardize_columns`), so
+        both sides have rows of norm about 1.
 
     Returns:
       image `[n, 64]` float32 RGB colour histogram, text `[n, 13]` float32 Haralick texture
-      features, labels `[n, c]` one-hot object ids (c = 1000: 749 objects with 111 images, 250
-      with 108, and object 936 with 110, its 111th being the dropped row 0), label_names
-      `object_0 ... object_{c-1}`.
+      features (transformed unless `raw`), labels `[n, c]` one-hot object ids (c = 1000: 749
+      objects with 111 images, 250 with 108, and object 936 with 110, its 111th being the
+      dropped row 0), label_names `object_0 ... object_{c-1}`.
 
     Raises:
       FileNotFoundError: `path` does not exist, or a folder lacks a file (the message says how to
@@ -182,8 +195,8 @@ def load_aloi(path: str | os.PathLike, *, standardize: bool = True) -> MultiModa
         )
     rows = align_labels(image.shape[0], labels, where=source.where(ALOI_LABELS))
     image, text = image[rows], text[rows]
-    if standardize:
-        image, text = standardize_columns(image), standardize_columns(text)
+    if not raw:
+        image, text = hellinger_rows(image), standardize_columns(text)
     num_classes = int(labels.max()) + 1
     return MultiModalDataset(
         image=image.astype(np.float32, copy=False),
