@@ -4,6 +4,8 @@ Nothing here imports jax, so `import ltcmh_jax.data` stays light. Re-exports use
 `name as name` form (ruff's explicit re-export), one import per line.
 """
 
+from ltcmh_jax.data.aloi import ALOI_SPLIT as ALOI_SPLIT
+from ltcmh_jax.data.aloi import load_aloi as load_aloi
 from ltcmh_jax.data.dataset import MultiModalDataset as MultiModalDataset
 from ltcmh_jax.data.longtail import HEAD_SHARE as HEAD_SHARE
 from ltcmh_jax.data.longtail import SAMPLERS as SAMPLERS
@@ -17,6 +19,9 @@ from ltcmh_jax.data.matfiles import LazyImages as LazyImages
 from ltcmh_jax.data.matfiles import load_mirflickr25k as load_mirflickr25k
 from ltcmh_jax.data.matfiles import load_npz as load_npz
 from ltcmh_jax.data.matfiles import load_nuswide as load_nuswide
+from ltcmh_jax.data.mdi_icons import MDI_ICONS_SPLIT as MDI_ICONS_SPLIT
+from ltcmh_jax.data.mdi_icons import load_mdi_icons as load_mdi_icons
+from ltcmh_jax.data.mdi_icons import read_mdi_icons as read_mdi_icons
 from ltcmh_jax.data.pipeline import epoch_batches as epoch_batches
 from ltcmh_jax.data.pipeline import epoch_permutation as epoch_permutation
 from ltcmh_jax.data.pipeline import grain_batches as grain_batches
