@@ -85,3 +85,32 @@ def similarity_by_relation(similarity: np.ndarray, related: np.ndarray) -> dict[
     for name, mask in (("related", related & off_diagonal), ("unrelated", ~related & off_diagonal)):
         result[name] = float(similarity[mask].mean()) if mask.any() else float("nan")
     return result
+
+
+def weighted_terms(
+    summary: dict[str, float], *, alpha: float, beta: float, gamma: float, eta: float
+) -> dict[str, float]:
+    """Each loss term times the weight it enters Loss1 (Eq. 7) or Loss2 (Eq. 10) with.
+
+    Args:
+      summary: `report.epoch_summary` keys, `"phase/term"` (unweighted epoch means).
+      alpha, beta, gamma, eta: the run's weights.
+
+    Returns:
+      `{"weighted_<phase>_<term>": value}`: what each term contributes to its phase's loss.
+    """
+    weight_of = {
+        "j1_commonality": alpha,
+        "j2_hsic": beta,
+        "j3_reconstruction": 1.0,
+        "j4_match": 1.0,
+        "likelihood": 1.0,
+        "quantization": gamma,
+        "balance": eta,
+    }
+    weighted = {}
+    for key, value in summary.items():
+        phase, _, term = key.partition("/")
+        if term in weight_of:
+            weighted[f"weighted_{phase}_{term}"] = weight_of[term] * value
+    return weighted

@@ -93,8 +93,17 @@ def test_memory_centroids_are_state_but_not_parameters():
         meta.set_centroids(np.zeros((3, BITS)))
 
 
+def test_normalized_selectors_start_closed():
+    meta = MetaFeature(BITS, normalize_selector_input=True, rngs=nnx.Rngs(0))
+    direct, commonality, individuality = (_array(seed, (5, BITS)) for seed in range(3))
+    got = meta(direct, commonality=commonality, individuality=individuality)
+    np.testing.assert_array_equal(got, direct)
+
+
 def test_normalized_selector_input_gates_the_same_whatever_the_scale_of_f():
     meta = MetaFeature(BITS, normalize_selector_input=True, rngs=nnx.Rngs(0))
+    for selector in (meta.commonality_selector, meta.individuality_selector):
+        selector.kernel[...] = _array(7, (BITS, BITS))
     direct, commonality, individuality = (_array(seed, (5, BITS)) for seed in range(3))
     rms = np.sqrt(np.mean(direct**2, axis=1, keepdims=True))
     unit = direct / rms

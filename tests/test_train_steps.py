@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ltcmh_jax import losses, models
+from ltcmh_jax import losses, models, optimizers
 from ltcmh_jax.train import state as state_lib
 from ltcmh_jax.train import steps
 
@@ -114,7 +114,7 @@ def _leaves_equal(first, second):
 
 
 def test_epoch_linear_decay_is_dcmh_linspace_per_epoch():
-    schedule = state_lib.epoch_linear_decay(10**-1.5, 1e-6, epochs=5, steps_per_epoch=3)
+    schedule = optimizers.epoch_linear_decay(10**-1.5, 1e-6, epochs=5, steps_per_epoch=3)
     expected = np.repeat(np.linspace(10**-1.5, 1e-6, 5), 3)
     got = np.array([float(schedule(count)) for count in range(15)])
     np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -60,6 +60,8 @@ class ModelConfig:
     num_labels: int = 0
     # ("image",): the single-modality protocol (Table 4), image -> image retrieval.
     modalities: tuple[str, ...] = ("image", "text")
+    # Eq. 8's selectors read F^v / rms(F^v) instead of F^v (`MetaFeature`).
+    normalize_selector_input: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "image_hidden", tuple(int(h) for h in self.image_hidden))
@@ -132,9 +134,19 @@ class HashingModel(nnx.Module):
                 bits, config.ae_hidden, num_modalities=len(config.modalities), **use, rngs=rngs
             )
             if config.variant != "wo_mi":
-                image_meta = MetaFeature(bits, **use, rngs=rngs)
+                image_meta = MetaFeature(
+                    bits,
+                    **use,
+                    normalize_selector_input=config.normalize_selector_input,
+                    rngs=rngs,
+                )
             if config.variant != "wo_mt" and has_text:
-                text_meta = MetaFeature(bits, **use, rngs=rngs)
+                text_meta = MetaFeature(
+                    bits,
+                    **use,
+                    normalize_selector_input=config.normalize_selector_input,
+                    rngs=rngs,
+                )
         elif config.method == "metacmh":
             image_meta = MemoryMetaFeature(bits, config.num_labels, rngs=rngs)
             if has_text:

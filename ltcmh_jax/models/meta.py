@@ -14,7 +14,10 @@ class MetaFeature(nnx.Module):
 
     With `normalize_selector_input`, the selectors read F^v / rms(F^v) (per row) instead of F^v:
     the text net's F^y can be 10x smaller than F^x, and tanh of a near-zero input is a near-zero
-    gate, so a raw-input selector can switch a modality's meta branch off by scale alone.
+    gate, so a raw-input selector can switch a modality's meta branch off by scale alone. Those
+    selectors also start closed (zero kernel and bias, E = 0, so M^v = F^v at the start, DCMH's
+    features): the memories C_hat^v and P^v are not trained for hashing, and gates opened at
+    random perturbed M^v before the hash loss could judge them (docs/DESIGN.md, Model).
     """
 
     def __init__(
@@ -27,9 +30,12 @@ class MetaFeature(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.normalize_selector_input = normalize_selector_input
-        self.commonality_selector = nnx.Linear(bits, bits, rngs=rngs) if use_commonality else None
+        start = {"kernel_init": nnx.initializers.zeros} if normalize_selector_input else {}
+        self.commonality_selector = (
+            nnx.Linear(bits, bits, rngs=rngs, **start) if use_commonality else None
+        )
         self.individuality_selector = (
-            nnx.Linear(bits, bits, rngs=rngs) if use_individuality else None
+            nnx.Linear(bits, bits, rngs=rngs, **start) if use_individuality else None
         )
 
     def __call__(

@@ -103,7 +103,9 @@ def jitted_updates(
         update_codes=jax.jit(
             steps.update_codes, in_shardings=replicated, out_shardings=replicated, donate_argnums=0
         ),
-        update_similarity=jit_state_update(steps.update_label_similarity),
+        update_similarity=jit_state_update(
+            functools.partial(steps.update_label_similarity, scale=weights.label_similarity)
+        ),
         update_centroids=jit_state_update(
             functools.partial(steps.update_centroids, graphdef=graphdef)
         ),

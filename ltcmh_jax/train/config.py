@@ -12,8 +12,18 @@ import dataclasses
 import typing
 
 from ltcmh_jax import models
+from ltcmh_jax.data import synthetic
+from ltcmh_jax.losses import autoencoder as autoencoder_losses
+from ltcmh_jax.losses import hausdorff
+from ltcmh_jax.optimizers import OPTIMIZERS
 
-DATASETS = ("synthetic", "mirflickr25k", "nuswide", "npz")
+DATASETS = ("synthetic", "mirflickr25k", "nuswide", "npz", "mdi_icons", "aloi")
+# Closed-form floors (`ltcmh_jax.classical`): trained on the same split, no network, no epochs.
+CLASSICAL_METHODS = ("scm", "scm_orth", "cca_itq", "linear")
+METHODS = tuple(models.METHODS) + CLASSICAL_METHODS
+INPUT_SCALINGS = ("per_feature", "global")
+HSIC_NORMALIZATIONS = ("cka", "none")
+SELECTOR_INPUTS = ("normalized", "raw")
 SPLITS = ("longtail", "balanced")
 EPOCH_MODES = ("auto", "scan", "step")
 # --modality: the modalities a run trains (a model config, `models.ModelConfig.modalities`).
@@ -51,7 +61,10 @@ class TrainConfig:
     """Everything a training run depends on; `experiments/main.py` fills it from flags."""
 
     method: str = setting(
-        "ltcmh", "Hashing method: ltcmh (the paper), dcmh or metacmh.", choices=models.METHODS
+        "ltcmh",
+        "Hashing method: ltcmh (the paper), dcmh or metacmh; or a closed-form floor: scm "
+        "(SCM-Seq), scm_orth, cca_itq, linear (ridge onto the labels, shared projection).",
+        choices=METHODS,
     )
     variant: str = setting(
         "full",
@@ -83,6 +96,12 @@ class TrainConfig:
         affects_results=False,
     )
     data_seed: int = setting(0, "Seed of the synthetic generator (fixed across --seed repeats).")
+    synthetic_version: int = setting(
+        2,
+        "Synthetic generator: 2 builds labels from shared concepts (tail labels co-occur with a "
+        "head parent, modality dominance); 1 is the first generator, kept reproducible.",
+        minimum=1,
+    )
     synthetic_samples: int = setting(
         0, "Samples of the synthetic set; 0 keeps the generator's default.", minimum=0
     )
@@ -119,33 +138,83 @@ class TrainConfig:
     batch_size: int = setting(
         128, "Global batch size, rounded up to a multiple of the device count.", minimum=1
     )
+    optimizer: str = setting(
+        "adam",
+        "adam (warm-up, cosine decay to 1%) or sgd (the paper's, linear decay per epoch to "
+        "--lr_final); see docs/DESIGN.md, Training recipe.",
+        choices=OPTIMIZERS,
+    )
     lr_image: float = setting(
-        10**-1.5,
-        "SGD learning rate of theta_x (paper 10^-1.5).",
+        3e-3,
+        "Peak learning rate of theta_x (default for adam; paper's SGD: 10^-1.5).",
         minimum=0,
         exclusive_minimum=True,
     )
     lr_text: float = setting(
-        10**-1.5,
-        "SGD learning rate of theta_y (paper 10^-1.5).",
+        3e-3,
+        "Peak learning rate of theta_y (default for adam; paper's SGD: 10^-1.5).",
         minimum=0,
         exclusive_minimum=True,
     )
     lr_autoencoder: float = setting(
-        1e-2,
-        "SGD learning rate of the auto-encoder theta_z (paper 10^-2).",
+        3e-3,
+        "Peak learning rate of the auto-encoder theta_z (default for adam; paper's SGD: 10^-2).",
         minimum=0,
         exclusive_minimum=True,
     )
     lr_final: float = setting(
         1e-6,
-        "Every rate decays linearly over the epochs to this value (DCMH: 1e-6).",
+        "With --optimizer=sgd every rate decays linearly over the epochs to this (DCMH: 1e-6).",
         minimum=0,
+    )
+    clip_norm: float = setting(
+        1.0, "Clip each gradient to this global norm before the optimiser; 0: off.", minimum=0
+    )
+    warmup: float = setting(
+        0.05, "With --optimizer=adam, the share of the steps its rate warms up over.", minimum=0
+    )
+    min_steps: int = setting(
+        2000,
+        "Step budget: --epochs is raised until each phase takes at least this many steps, so a "
+        "small training set is not left under-trained; 0: exactly --epochs.",
+        minimum=0,
+    )
+    input_scaling: str = setting(
+        "per_feature",
+        "Dense feature views are standardised with training-split statistics: per_feature "
+        "(z-score per column) or global (one mean vector and one overall spread, image only).",
+        choices=INPUT_SCALINGS,
+    )
+    label_similarity: str = setting(
+        "scale_free",
+        "R of Eq. 4: scale_free exp(-H / mean H), or paper exp(-H / (mean H)^2).",
+        choices=hausdorff.LABEL_SIMILARITY_SCALES,
+    )
+    j1_normalization: str = setting(
+        "relative",
+        "J1 (Eq. 3): relative (weighted mean over label pairs, over the spread of C*) or sum "
+        "(as printed, over all c^2 pairs).",
+        choices=autoencoder_losses.J1_NORMALIZATIONS,
+    )
+    hsic_normalization: str = setting(
+        "cka",
+        "J2 (Eq. 5): cka (HSIC normalised to [0, 1]) or none (as printed).",
+        choices=HSIC_NORMALIZATIONS,
+    )
+    selector_input: str = setting(
+        "normalized",
+        "Eq. 8's selectors read F^v / rms(F^v) (normalized) or F^v (raw).",
+        choices=SELECTOR_INPUTS,
     )
     alpha: float = setting(0.05, "Weight of J1, the commonality regularizer (Eq. 7).", minimum=0)
     beta: float = setting(0.05, "Weight of J2, the HSIC individuality term (Eq. 7).", minimum=0)
     gamma: float = setting(1.0, "Weight of the quantization term of Eq. 10.", minimum=0)
-    eta: float = setting(1.0, "Weight of the bit-balance term of Eq. 10.", minimum=0)
+    eta: float = setting(
+        0.1,
+        "Weight of the bit-balance term of Eq. 10 (paper: 1; 0.1 by default, docs/DESIGN.md, "
+        "Training recipe).",
+        minimum=0,
+    )
     similarity_every: int = setting(
         1, "Recompute the label similarities R^x, R^y (Eq. 4) every N epochs.", minimum=1
     )
@@ -215,6 +284,11 @@ class TrainConfig:
             raise ValueError(
                 f"--dataset: must be one of {DATASETS} or tfds:NAME, got {self.dataset!r}"
             )
+        if self.method in CLASSICAL_METHODS and self.modality != "both":
+            raise ValueError(
+                f"--modality: the closed-form floor --method={self.method} is cross-modal; "
+                "use --modality=both"
+            )
         if self.method != "ltcmh" and self.variant != "full":
             raise ValueError(
                 f"--variant: {self.variant!r} is an LtCMH ablation; --method={self.method} "
@@ -236,13 +310,25 @@ class TrainConfig:
             )
         if (self.dataset in ("mirflickr25k", "nuswide") or self.tfds_name) and not self.data_dir:
             raise ValueError(f"--data_dir: required for --dataset={self.dataset}")
-        if self.dataset == "npz" and not self.data_path:
-            raise ValueError("--data_path: required for --dataset=npz")
+        if self.dataset in ("npz", "aloi") and not self.data_path:
+            raise ValueError(
+                f"--data_path: required for --dataset={self.dataset}"
+                + (
+                    " (the mvcluster 1.16 wheel: pip download --no-deps mvcluster==1.16)"
+                    if self.dataset == "aloi"
+                    else ""
+                )
+            )
+        if self.synthetic_version not in synthetic.VERSIONS:
+            raise ValueError(
+                f"--synthetic_version: must be one of {synthetic.VERSIONS}, got "
+                f"{self.synthetic_version}"
+            )
         if self.dataset != "synthetic" and self.synthetic_samples:
             raise ValueError("--synthetic_samples: applies to --dataset=synthetic only")
         if self.cnnf_weights and self.image_net != "cnnf":
             raise ValueError("--cnnf_weights: needs --image_net=cnnf")
-        if self.image_net == "cnnf" and self.dataset in ("synthetic", "npz"):
+        if self.image_net == "cnnf" and self.dataset not in ("mirflickr25k", "nuswide"):
             raise ValueError(
                 f"--image_net: cnnf needs raw images; --dataset={self.dataset} has feature vectors"
             )

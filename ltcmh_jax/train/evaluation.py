@@ -43,3 +43,24 @@ def retrieval_scores(
         parts = metrics.head_tail_map(query, database, query_labels, db_labels, head_labels)
         scores.update(map_i2i_head=parts["head"], map_i2i_tail=parts["tail"])
     return scores
+
+
+def evaluate_codes(
+    codes: dict[str, np.ndarray], dataset, split, *, head_labels: np.ndarray | None = None
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """`(scores, codes)` of query / database codes of the split: `retrieval_scores`, and the
+    codes with the labels and data set rows added (what `codes.npz` holds)."""
+    query, database = np.asarray(split.query), np.asarray(split.database)
+    query_labels = np.asarray(dataset.labels[query])
+    db_labels = np.asarray(dataset.labels[database])
+    scores = retrieval_scores(
+        {**codes, "query_labels": query_labels, "db_labels": db_labels}, head_labels=head_labels
+    )
+    codes = dict(
+        codes,
+        query_labels=query_labels.astype(np.uint8),
+        db_labels=db_labels.astype(np.uint8),
+        query_indices=query,
+        db_indices=database,
+    )
+    return scores, codes

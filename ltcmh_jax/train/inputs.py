@@ -30,7 +30,13 @@ def load_dataset(config: TrainConfig) -> data_lib.MultiModalDataset:
     image_source = "raw" if config.image_net == "cnnf" else "features"
     if config.dataset == "synthetic":
         sizes = {"num_samples": config.synthetic_samples} if config.synthetic_samples else {}
-        return data_lib.make_synthetic_longtail(seed=config.data_seed, **sizes)
+        return data_lib.make_synthetic_longtail(
+            seed=config.data_seed, version=config.synthetic_version, **sizes
+        )
+    if config.dataset == "mdi_icons":
+        return data_lib.load_mdi_icons(config.data_path or None)
+    if config.dataset == "aloi":
+        return data_lib.load_aloi(config.data_path)
     if config.dataset == "mirflickr25k":
         return data_lib.load_mirflickr25k(config.data_dir, image_source=image_source)
     if config.dataset == "nuswide":
@@ -51,6 +57,10 @@ def resolve_defaults(config: TrainConfig, num_samples: int, num_labels: int) -> 
         return dataclasses.replace(config, num_head=_num_head(config, num_labels))
     if config.dataset == "synthetic":
         defaults = dict(data_lib.SYNTHETIC_SPLIT)
+    elif config.dataset == "mdi_icons" and config.split == "longtail":
+        defaults = dict(data_lib.MDI_ICONS_SPLIT)
+    elif config.dataset == "aloi" and config.split == "longtail":
+        defaults = dict(data_lib.ALOI_SPLIT)
     else:
         defaults = protocols.split_protocol(config.dataset, config.split)
     defaults.setdefault("num_query", min(2000, max(1, num_samples // 10)))

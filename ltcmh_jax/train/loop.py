@@ -13,8 +13,10 @@ from ltcmh_jax import data as data_lib
 from ltcmh_jax import metrics
 from ltcmh_jax import sharding as sharding_lib
 from ltcmh_jax.checkpoint import Checkpointer
-from ltcmh_jax.train import inputs, report, run_dir
-from ltcmh_jax.train.config import TrainConfig
+from ltcmh_jax.train import floors, inputs, report, run_dir
+from ltcmh_jax.train.config import CLASSICAL_METHODS, TrainConfig
+from ltcmh_jax.train.evaluation import evaluate_codes
+from ltcmh_jax.train.mechanism import MechanismProbe
 from ltcmh_jax.train.trainer import Trainer
 
 log = logging.getLogger("ltcmh_jax.train")
@@ -46,34 +48,45 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
         return finished
     split = stored_split if stored_split is not None else inputs.make_split(config, dataset)
     statistics = data_lib.describe(dataset, split)
-    mesh = sharding_lib.make_data_mesh()
-    trainer = Trainer(config, dataset, split, mesh)
-    log.info(
-        "data %s: %s; %d devices (%s), batch %d, %d steps per phase, %s epochs, text %s",
-        config.dataset,
-        ", ".join(f"{key}={value}" for key, value in statistics.items()),
-        sharding_lib.data_parallel_size(mesh),
-        jax.default_backend(),
-        trainer.batch_size,
-        trainer.steps_per_epoch,
-        trainer.epoch_mode,
-        "sparse" if trainer.sparse_text else "dense",
-    )
-    checkpointer = Checkpointer(
-        os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
-    )
-    state, first_epoch, history, train_seconds = _start(trainer, checkpointer, config, split)
-    state, train_seconds = _train(
-        trainer, checkpointer, state, first_epoch, history, train_seconds, workdir
-    )
-    checkpointer.close()
-
-    started = time.monotonic()
     head_labels = np.asarray(split.label_order[: config.num_head])
-    scores, codes = trainer.evaluate(state, head_labels=head_labels)
+    mesh = sharding_lib.make_data_mesh()
+    extra_arrays = {}
+    if config.method in CLASSICAL_METHODS:
+        codes, train_seconds = floors.run_floor(config, dataset, split)
+        started = time.monotonic()
+        scores, codes = evaluate_codes(codes, dataset, split, head_labels=head_labels)
+        epochs, history = 0, []
+        log.info("%s fitted in %.1f s", config.method, train_seconds)
+    else:
+        trainer = Trainer(config, dataset, split, mesh)
+        log.info(
+            "data %s: %s; %d devices (%s), batch %d, %d steps per phase, %d epochs (%s), text %s",
+            config.dataset,
+            ", ".join(f"{key}={value}" for key, value in statistics.items()),
+            sharding_lib.data_parallel_size(mesh),
+            jax.default_backend(),
+            trainer.batch_size,
+            trainer.steps_per_epoch,
+            trainer.epochs,
+            trainer.epoch_mode,
+            "sparse" if trainer.sparse_text else "dense",
+        )
+        checkpointer = Checkpointer(
+            os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
+        )
+        state, first_epoch, history, train_seconds = _start(trainer, checkpointer, config, split)
+        state, train_seconds = _train(
+            trainer, checkpointer, state, first_epoch, history, train_seconds, workdir
+        )
+        checkpointer.close()
+        started = time.monotonic()
+        scores, codes = trainer.evaluate(state, head_labels=head_labels)
+        epochs = trainer.epochs
+        extra_arrays = trainer.scaling_arrays()
     results = {
         **{name: getattr(config, name) for name in ("method", "variant", "modality", "dataset")},
-        **{name: getattr(config, name) for name in ("split", "bits", "seed", "epochs")},
+        **{name: getattr(config, name) for name in ("split", "bits", "seed")},
+        "epochs": epochs,
         **scores,
         "chance_map": metrics.chance_map(codes["query_labels"], codes["db_labels"]),
         "num_head": config.num_head,
@@ -88,6 +101,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
     }
     if jax.process_index() == 0:
         run_dir.save_npz_atomic(os.path.join(workdir, "codes.npz"), codes)
+        if extra_arrays:
+            # The training split's input statistics: what encoding new data needs (DESIGN.md).
+            run_dir.save_npz_atomic(os.path.join(workdir, "input_scaling.npz"), extra_arrays)
         run_dir.write_lines_atomic(os.path.join(workdir, "metrics.jsonl"), history)
         results["plots"] = report.write_plots(workdir, history, codes)
         run_dir.write_json_atomic(os.path.join(workdir, "results.json"), results)
@@ -116,8 +132,10 @@ def _train(trainer, checkpointer, state, first_epoch, history, train_seconds, wo
     """Epochs `first_epoch` to the last, with their log lines, metrics.jsonl and checkpoints."""
     config = trainer.config
     is_writer = jax.process_index() == 0
-    progress = report.ProgressBar(config.epochs, first_epoch, enabled=config.progress and is_writer)
-    for epoch in range(first_epoch, config.epochs):
+    epochs = trainer.epochs
+    probe = MechanismProbe(trainer)
+    progress = report.ProgressBar(epochs, first_epoch, enabled=config.progress and is_writer)
+    for epoch in range(first_epoch, epochs):
         started = time.monotonic()
         try:
             state, terms = trainer.run_epoch(state, epoch, progress.update)
@@ -132,14 +150,15 @@ def _train(trainer, checkpointer, state, first_epoch, history, train_seconds, wo
         seconds = time.monotonic() - started
         train_seconds += seconds
         row = {"epoch": epoch + 1, "seconds": seconds, **report.epoch_summary(terms)}
-        if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
+        row.update(probe(state, row))
+        if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < epochs:
             row.update(trainer.evaluate(state)[0])
         history.append(row)
         progress.update(epoch + 1, final=True)
-        report.log_epoch(row, config.epochs)
+        report.log_epoch(row, epochs)
         if is_writer:
             run_dir.write_lines_atomic(os.path.join(workdir, "metrics.jsonl"), history)
-        last = epoch + 1 == config.epochs
+        last = epoch + 1 == epochs
         if config.checkpoint_every and ((epoch + 1) % config.checkpoint_every == 0 or last):
             meta = {
                 "epoch": epoch + 1,

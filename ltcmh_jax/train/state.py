@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ltcmh_jax import models
+from ltcmh_jax import models, optimizers
 
 
 @flax.struct.dataclass
@@ -59,18 +59,23 @@ class TrainState:
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
     """alpha, beta weigh J1 and J2 in Loss1 (Eq. 7); gamma, eta the quantization and balance terms
-    of Loss2 (Eq. 10). The paper sets 0.05, 0.05, 1, 1."""
+    of Loss2 (Eq. 10). The paper sets 0.05, 0.05, 1, 1. The forms of R, J1 and J2
+    (`TrainConfig.label_similarity`, `j1_normalization`, `hsic_normalization`) default to the
+    equations as printed here; `TrainConfig`'s defaults are the scale-free ones."""
 
     alpha: float = 0.05
     beta: float = 0.05
     gamma: float = 1.0
     eta: float = 1.0
+    label_similarity: str = "paper"
+    j1_normalization: str = "sum"
+    hsic_normalization: str = "none"
 
 
 @dataclasses.dataclass(frozen=True)
 class LearningRates:
-    """SGD rates of theta_x, theta_y, theta_z (paper: 10^-1.5, 10^-1.5, 10^-2), each decaying
-    linearly per epoch to `final` over `epochs` epochs of `steps_per_epoch` steps."""
+    """The optimiser of each parameter group: peak rates of theta_x, theta_y, theta_z, the
+    recipe (`ltcmh_jax.optimizers`) and the run's length in epochs of `steps_per_epoch` steps."""
 
     image: float
     text: float
@@ -78,37 +83,31 @@ class LearningRates:
     final: float
     epochs: int
     steps_per_epoch: int
-
-
-def epoch_linear_decay(
-    initial: float, final: float, *, epochs: int, steps_per_epoch: int
-) -> optax.Schedule:
-    """DCMH's schedule: constant within an epoch, linear from `initial` (first epoch) to `final`
-    (last epoch), i.e. `np.linspace(initial, final, epochs)[epoch]` with epoch = count // steps."""
-    last = max(epochs - 1, 1)
-
-    def schedule(count):
-        fraction = jnp.minimum(count // steps_per_epoch, epochs - 1) / last
-        # Written as a blend so the last epoch gets exactly `final` in float32.
-        return initial * (1 - fraction) + final * fraction
-
-    return schedule
+    optimizer: str = "sgd"
+    clip_norm: float = 0.0
+    warmup: float = 0.0
 
 
 def make_optimizers(rates: LearningRates) -> dict[str, optax.GradientTransformation]:
-    """Plain SGD with `epoch_linear_decay` per parameter group: "image", "text", "autoencoder"."""
+    """One `optimizers.make_optimizer` chain per parameter group: "image", "text",
+    "autoencoder"."""
+    warmup_steps = int(round(rates.warmup * rates.epochs * rates.steps_per_epoch))
 
-    def sgd(rate):
-        return optax.sgd(
-            epoch_linear_decay(
-                rate, rates.final, epochs=rates.epochs, steps_per_epoch=rates.steps_per_epoch
-            )
+    def chain(rate):
+        return optimizers.make_optimizer(
+            rates.optimizer,
+            rate=rate,
+            epochs=rates.epochs,
+            steps_per_epoch=rates.steps_per_epoch,
+            final_rate=rates.final,
+            clip_norm=rates.clip_norm,
+            warmup_steps=warmup_steps,
         )
 
     return {
-        "image": sgd(rates.image),
-        "text": sgd(rates.text),
-        "autoencoder": sgd(rates.autoencoder),
+        "image": chain(rates.image),
+        "text": chain(rates.text),
+        "autoencoder": chain(rates.autoencoder),
     }
 
 

@@ -73,6 +73,7 @@ def _loss1(model, state: TrainState, batch: dict, weights: LossWeights):
                 batch["labels"],
                 image.similarity,
                 jnp.zeros_like(image.similarity),
+                normalization=weights.j1_normalization,
             )
             total = total + weights.alpha * terms["j1_commonality"]
         terms["total"] = total
@@ -99,6 +100,8 @@ def _loss1(model, state: TrainState, batch: dict, weights: LossWeights):
         commonality_estimates=estimates,
         alpha=weights.alpha,
         beta=weights.beta,
+        j1_normalization=weights.j1_normalization,
+        hsic_normalization=weights.hsic_normalization,
     )
     # A term the variant removes is not logged at all (a logged 0 would read as converged).
     removed = set()
@@ -206,13 +209,14 @@ def update_codes(state: TrainState) -> TrainState:
 
 
 def update_label_similarity(
-    state: TrainState, train_labels: jax.Array, *, block_size: int = 1024
+    state: TrainState, train_labels: jax.Array, *, block_size: int = 1024, scale: str = "paper"
 ) -> TrainState:
     """R^v (Eq. 4) of each modality from the average Hausdorff distances of its F^v buffer."""
     modalities = {
         name: modality.replace(
             similarity=losses.label_similarity(
-                losses.average_hausdorff(modality.features, train_labels, block_size=block_size)
+                losses.average_hausdorff(modality.features, train_labels, block_size=block_size),
+                scale=scale,
             )
         )
         for name, modality in state.modalities.items()

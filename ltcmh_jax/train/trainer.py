@@ -13,11 +13,12 @@ import numpy as np
 from flax import nnx
 
 from ltcmh_jax import data as data_lib
-from ltcmh_jax import models
+from ltcmh_jax import models, optimizers
 from ltcmh_jax import sharding as sharding_lib
 from ltcmh_jax.train import compile as compile_lib
 from ltcmh_jax.train.config import TrainConfig
-from ltcmh_jax.train.evaluation import binary_codes, retrieval_scores
+from ltcmh_jax.train.evaluation import binary_codes, evaluate_codes
+from ltcmh_jax.train.scaling import fit_input_scaling
 from ltcmh_jax.train.state import LearningRates, LossWeights, initial_state, split_model
 
 # Rows per call when encoding the training set, the queries and the database.
@@ -45,6 +46,7 @@ def model_config(config: TrainConfig, dataset) -> models.ModelConfig:
         ae_hidden=config.ae_hidden,
         num_labels=int(dataset.labels.shape[1]),
         modalities=config.modalities,
+        normalize_selector_input=config.selector_input == "normalized",
     )
 
 
@@ -104,21 +106,41 @@ class Trainer:
         self.epoch_mode = mode
         self.sparse_text = False
         self.host_text = {}
+        self.scalings = {}
         if "text" in self.modalities:
             train_text = np.asarray(dataset.text[self.train_rows], np.float32)
             indices, _ = models.sparse_bag(train_text)
             self.sparse_text = indices.shape[1] <= SPARSE_TEXT_MAX_DENSITY * train_text.shape[1]
-            self.host_text = text_fields(train_text, sparse=self.sparse_text)
+            # A dense text view is standardised like the image features; "global" keeps the
+            # earlier (paper) input, raw text.
+            if self.sparse_text or config.input_scaling == "per_feature":
+                self.scalings["text"] = fit_input_scaling(
+                    train_text, mode=config.input_scaling, sparse=self.sparse_text
+                )
+            self.host_text = text_fields(self._text_input(train_text), sparse=self.sparse_text)
         self.weights = LossWeights(
-            alpha=config.alpha, beta=config.beta, gamma=config.gamma, eta=config.eta
+            alpha=config.alpha,
+            beta=config.beta,
+            gamma=config.gamma,
+            eta=config.eta,
+            label_similarity=config.label_similarity,
+            j1_normalization=config.j1_normalization,
+            hsic_normalization=config.hsic_normalization,
+        )
+        # The epochs this run trains: --epochs, raised to the step budget (--min_steps).
+        self.epochs = optimizers.epochs_for_step_budget(
+            config.epochs, self.steps_per_epoch, config.min_steps
         )
         self.rates = LearningRates(
             image=config.lr_image,
             text=config.lr_text,
             autoencoder=config.lr_autoencoder,
             final=config.lr_final,
-            epochs=config.epochs,
+            epochs=self.epochs,
             steps_per_epoch=self.steps_per_epoch,
+            optimizer=config.optimizer,
+            clip_norm=config.clip_norm,
+            warmup=config.warmup,
         )
         model = models.build_model(self.model_config, rngs=nnx.Rngs(config.seed))
         if config.cnnf_weights:
@@ -132,14 +154,12 @@ class Trainer:
             self.graphdef, mesh, self.rates, self.weights, modalities=self.modalities
         )
         self.device_labels = sharding_lib.put_replicated(self.train_labels, mesh)
-        self.image_mean = self.image_scale = None
         if not self.raw_images:
-            train_images = np.asarray(dataset.image[self.train_rows], np.float64)
-            self.image_mean = train_images.mean(axis=0)
-            spread = np.sqrt(np.mean((train_images - self.image_mean) ** 2))
-            self.image_mean = self.image_mean.astype(np.float32)
-            self.image_scale = np.float32(1.0 / spread if spread > 0 else 1.0)
-            del train_images
+            # Raw images go in as stored (CNN-F subtracts its average image).
+            self.scalings["image"] = fit_input_scaling(
+                np.asarray(dataset.image[self.train_rows]).reshape(self.num_train, -1),
+                mode=config.input_scaling,
+            )
         self.device_data = None
         if self.epoch_mode == "scan":
             image = self._image_input(dataset.image[self.train_rows])
@@ -152,13 +172,24 @@ class Trainer:
         return (("autoencoder",) if self.has_autoencoder else ()) + self.modalities
 
     def _image_input(self, images) -> np.ndarray:
-        """Raw images as stored (CNN-F subtracts its average image); feature vectors standardised
-        with the training set's mean feature and overall spread (unit variance per dimension on
-        average), the feature-space analogue of that subtraction (see DESIGN.md, Training)."""
-        images = np.asarray(images)
-        if self.image_mean is None:
-            return images
-        return (images.astype(np.float32) - self.image_mean) * self.image_scale
+        """Raw images as stored; feature vectors standardised with the training split's
+        statistics (`scaling.fit_input_scaling`, docs/DESIGN.md, Training recipe)."""
+        if "image" not in self.scalings:
+            return np.asarray(images)
+        return self.scalings["image"].apply(images)
+
+    def _text_input(self, text) -> np.ndarray:
+        """`[n, d_t]` float32 text, scaled as the training split's statistics say."""
+        if "text" not in self.scalings:
+            return np.asarray(text, np.float32)
+        return self.scalings["text"].apply(text)
+
+    def scaling_arrays(self) -> dict[str, np.ndarray]:
+        """Every view's input statistics as named arrays (the run's `input_scaling.npz`)."""
+        arrays = {}
+        for name, scaling in self.scalings.items():
+            arrays.update(scaling.arrays(name))
+        return arrays
 
     def _fresh_state(self):
         return initial_state(
@@ -220,7 +251,9 @@ class Trainer:
             if modality == "image":
                 batch = {"image": self._image_input(self.dataset.image[padded])}
             else:
-                batch = text_fields(self.dataset.text[padded], sparse=self.sparse_text)
+                batch = text_fields(
+                    self._text_input(self.dataset.text[padded]), sparse=self.sparse_text
+                )
             feature, meta = self.jitted.forward[modality](
                 state, sharding_lib.put_batch(batch, self.mesh)
             )
@@ -308,20 +341,8 @@ class Trainer:
 
     def evaluate(self, state, *, head_labels=None) -> tuple[dict, dict]:
         """MAP of the query split against the database split; also returns the codes."""
-        query, database = self.split.query, self.split.database
-        query_codes, db_codes = self.codes(state, query), self.codes(state, database)
-        query_labels = np.asarray(self.dataset.labels[query])
-        db_labels = np.asarray(self.dataset.labels[database])
+        query_codes = self.codes(state, self.split.query)
+        db_codes = self.codes(state, self.split.database)
         codes = {f"query_{name}_codes": query_codes[name] for name in self.modalities}
         codes.update({f"db_{name}_codes": db_codes[name] for name in self.modalities})
-        scores = retrieval_scores(
-            {**codes, "query_labels": query_labels, "db_labels": db_labels},
-            head_labels=head_labels,
-        )
-        codes.update(
-            query_labels=query_labels.astype(np.uint8),
-            db_labels=db_labels.astype(np.uint8),
-            query_indices=np.asarray(query),
-            db_indices=np.asarray(database),
-        )
-        return scores, codes
+        return evaluate_codes(codes, self.dataset, self.split, head_labels=head_labels)
