@@ -105,17 +105,24 @@ def test_normalized_selector_input_gates_the_same_whatever_the_scale_of_f():
     for selector in (meta.commonality_selector, meta.individuality_selector):
         selector.kernel[...] = _array(7, (BITS, BITS))
     direct, commonality, individuality = (_array(seed, (5, BITS)) for seed in range(3))
-    rms = np.sqrt(np.mean(direct**2, axis=1, keepdims=True))
-    unit = direct / rms
+
+    def rms(values):
+        return np.sqrt(np.mean(values**2, axis=1, keepdims=True))
+
+    unit = direct / rms(direct)
     expected = (
         direct
-        + np.tanh(_linear(meta.commonality_selector, unit)) * commonality
-        + np.tanh(_linear(meta.individuality_selector, unit)) * individuality
+        + np.tanh(_linear(meta.commonality_selector, unit))
+        * commonality
+        / rms(commonality)
+        * rms(direct)
+        + np.tanh(_linear(meta.individuality_selector, unit))
+        * individuality
+        / rms(individuality)
+        * rms(direct)
     )
     got = meta(direct, commonality=commonality, individuality=individuality)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-    # F scaled by 1e-2: the memory terms (the gates) are unchanged; only the F^v summand shrinks.
-    small = meta(0.01 * direct, commonality=commonality, individuality=individuality)
-    np.testing.assert_allclose(
-        np.asarray(small) - 0.01 * direct, expected - direct, rtol=1e-3, atol=1e-4
-    )
+    # F scaled by 1e-2 and the memories by 1e3: M^v is F^v's scale times the same shape.
+    small = meta(0.01 * direct, commonality=1e3 * commonality, individuality=individuality)
+    np.testing.assert_allclose(np.asarray(small), 0.01 * expected, rtol=1e-3, atol=1e-5)

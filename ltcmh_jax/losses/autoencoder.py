@@ -110,10 +110,14 @@ def reconstruction_loss(target: jax.Array, reconstruction: jax.Array) -> jax.Arr
     return jnp.mean(jnp.square(target - reconstruction))
 
 
-def commonality_matching_loss(commonality: jax.Array, estimate: jax.Array) -> jax.Array:
+def commonality_matching_loss(
+    commonality: jax.Array, estimate: jax.Array, *, relative: bool = False
+) -> jax.Array:
     """Fit of a single-modality estimate C_hat^v of the commonality (not in the paper).
 
-    ||stop_gradient(C*) - C_hat^v||_F^2 / (n k).
+    ||stop_gradient(C*) - C_hat^v||_F^2 / (n k), and with `relative` divided by
+    mean(stop_gradient(C*)^2): the share of C*'s energy the estimate misses, whatever C*'s scale
+    (a relative J1 leaves that scale free).
 
     C* needs both modalities, but a query has one; the model learns C_hat^v = g^v(F^v) to stand
     in for it (docs/DESIGN.md, Model). The stop-gradient keeps the estimate from pulling C*
@@ -122,13 +126,19 @@ def commonality_matching_loss(commonality: jax.Array, estimate: jax.Array) -> ja
     Args:
       commonality: `[n, k]` C* from both modalities (the target).
       estimate: `[n, k]` C_hat^v from one modality.
+      relative: divide by the mean square of C* (above).
 
     Returns:
-      Scalar mean squared error.
+      Scalar mean squared error (relative: in [0, 1] for the best scale of the estimate).
     """
     commonality, estimate = jnp.asarray(commonality), jnp.asarray(estimate)
     _check_same_shape("commonality_matching_loss", "commonality", commonality, "estimate", estimate)
-    return jnp.mean(jnp.square(jax.lax.stop_gradient(commonality) - estimate))
+    target = jax.lax.stop_gradient(commonality)
+    error = jnp.mean(jnp.square(target - estimate))
+    if not relative:
+        return error
+    energy = jnp.mean(jnp.square(target))
+    return jnp.where(energy > 0, error / jnp.where(energy > 0, energy, 1.0), error)
 
 
 def autoencoder_loss(
@@ -166,7 +176,8 @@ def autoencoder_loss(
       commonality_estimates: `[n, k]` arrays C_hat^v fitted to C* (`commonality_matching_loss`).
       alpha: weight of J1 (the paper uses 0.05).
       beta: weight of J2 (the paper uses 0.05).
-      j1_normalization: `commonality_regularizer`'s normalization ("sum": Eq. 3 as printed).
+      j1_normalization: `commonality_regularizer`'s normalization ("sum": Eq. 3 as printed);
+        "relative" also makes the estimate fit relative (`commonality_matching_loss`).
       hsic_normalization: "none" (Eq. 5) or "cka": HSIC(P^x, P^y) / sqrt(HSIC(P^x, P^x)
         HSIC(P^y, P^y)), in [0, 1] whatever the scale and width of P^v.
 
@@ -203,7 +214,9 @@ def autoencoder_loss(
         )
     j4 = zero
     for estimate in commonality_estimates:
-        j4 = j4 + commonality_matching_loss(commonality, estimate)
+        j4 = j4 + commonality_matching_loss(
+            commonality, estimate, relative=j1_normalization == "relative"
+        )
     total = alpha * j1 + beta * j2 + j3 + j4
     terms = {
         "j1_commonality": j1,

@@ -17,7 +17,10 @@ class MetaFeature(nnx.Module):
     gate, so a raw-input selector can switch a modality's meta branch off by scale alone. Those
     selectors also start closed (zero kernel and bias, E = 0, so M^v = F^v at the start, DCMH's
     features): the memories C_hat^v and P^v are not trained for hashing, and gates opened at
-    random perturbed M^v before the hash loss could judge them (docs/DESIGN.md, Model).
+    random perturbed M^v before the hash loss could judge them (docs/DESIGN.md, Model). And the
+    memories are rescaled per row to the root mean square of F^v: M^v stays within 3x F^v's size
+    whatever the auto-encoder's scale does (a scale-free J1 leaves C*'s scale free, and a growing
+    C_hat^v once blew the balance term of Eq. 10 up to 3e3).
     """
 
     def __init__(
@@ -58,7 +61,14 @@ class MetaFeature(nnx.Module):
                 raise ValueError(
                     f"MetaFeature: {name} has shape {memory.shape}, F^v has {direct.shape}"
                 )
-        selector_input = selector_scale(direct) if self.normalize_selector_input else direct
+        selector_input = direct
+        if self.normalize_selector_input:
+            selector_input = selector_scale(direct)
+            size = jnp.sqrt(jnp.mean(jnp.square(direct), axis=-1, keepdims=True))
+            if commonality is not None:
+                commonality = selector_scale(commonality) * size
+            if individuality is not None:
+                individuality = selector_scale(individuality) * size
         meta = direct
         if commonality is not None:
             meta = meta + jnp.tanh(self.commonality_selector(selector_input)) * commonality

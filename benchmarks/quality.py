@@ -1,0 +1,84 @@
+"""Learning quality on data nobody tuned on: every method with the default recipe, against the
+closed-form floors, on every data set we report.
+
+    python -m benchmarks.quality                      # synthetic, mdi_icons, aloi; 3 seeds
+    python -m benchmarks.quality --datasets=mdi_icons --seeds=0
+
+Each run is `experiments/configs/synthetic.flags` (the README's main job: TrainConfig's default
+recipe) with only `--dataset`, `--method` and `--seed` changed; ALOI reads the mvcluster wheel
+(`pip download --no-deps mvcluster==1.16 -d data`). Runs go to `--workdir/<dataset>/<method>/
+<seed>` and a finished run is reported, not retrained, so the script resumes where it stopped.
+Prints one line per (data set, method): mean +- sd over the seeds of MAP I->T, T->I, tail-label
+MAP I->T, T->I, the training seconds, and chance level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import numpy as np
+from absl import app, flags
+
+from experiments import settings
+from ltcmh_jax.train import TrainConfig, train_and_evaluate
+
+_DATASETS = flags.DEFINE_list("datasets", ["synthetic", "mdi_icons", "aloi"], "Data sets.")
+_METHODS = flags.DEFINE_list(
+    "methods", ["scm", "cca_itq", "dcmh", "metacmh", "ltcmh"], "Methods, floors first."
+)
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (split, initialisation, batches).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/quality", "Where the runs go.")
+_ALOI_PATH = flags.DEFINE_string(
+    "aloi_path", "data/mvcluster-1.16-py3-none-any.whl", "The mvcluster 1.16 wheel (ALOI)."
+)
+_FLAGFILE = flags.DEFINE_string(
+    "flagfile_base", "experiments/configs/synthetic.flags", "The recipe every run uses."
+)
+
+COLUMNS = ("map_i2t", "map_t2i", "map_i2t_tail", "map_t2i_tail", "train_seconds")
+
+
+def run_config(base: dict, dataset: str, method: str, seed: int) -> TrainConfig:
+    """The base flagfile's settings with the data set, method and seed of one run."""
+    values = dict(base, dataset=dataset, method=method, seed=seed, progress=False)
+    values.update(eval_every=0, checkpoint_every=0)
+    if dataset == "aloi":
+        values["data_path"] = _ALOI_PATH.value
+    return dataclasses.replace(TrainConfig(), **values).validate()
+
+
+def summary_line(dataset: str, method: str, results: list[dict]) -> str:
+    """`dataset method  I->T m+-s  T->I m+-s  tail ...  seconds  chance` over the seeds."""
+    cells = []
+    for key in COLUMNS:
+        values = np.array([result[key] for result in results], np.float64)
+        spread = values.std(ddof=1) if len(values) > 1 else 0.0
+        digits = 1 if key == "train_seconds" else 4
+        cells.append(f"{values.mean():.{digits}f} +- {spread:.{digits}f}")
+    chance = np.mean([result["chance_map"] for result in results])
+    return f"| {dataset} | {method} | " + " | ".join(cells) + f" | {chance:.4f} | {len(results)} |"
+
+
+def main(argv):
+    del argv
+    logging.getLogger("ltcmh_jax").setLevel(logging.WARNING)
+    base = settings.read_flagfile(_FLAGFILE.value)
+    print(
+        "| data set | method | MAP I->T | MAP T->I | tail I->T | tail T->I | train s | chance "
+        "| seeds |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for dataset in _DATASETS.value:
+        for method in _METHODS.value:
+            results = []
+            for seed in _SEEDS.value:
+                config = run_config(base, dataset, method, int(seed))
+                workdir = os.path.join(_WORKDIR.value, dataset, method, str(seed))
+                results.append(train_and_evaluate(config, workdir))
+            print(summary_line(dataset, method, results), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
