@@ -147,6 +147,7 @@ def hash_loss(
     eta: float = 1.0,
     balance_offset: jax.Array | None = None,
     normalizer: float | None = None,
+    quantization_per_entry: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Loss2 (Eq. 10) for one modality's batch, as DCMH optimises it.
 
@@ -165,6 +166,10 @@ def hash_loss(
       eta: weight of the balance term.
       balance_offset: `[k]` column sum of this modality's buffer rows outside the batch.
       normalizer: divisor of every term; None means b * N (DCMH's batch_size * num_train).
+      quantization_per_entry: divide the quantisation term by b * k instead (its mean over the
+        batch's entries). Under b * N its gradient shrinks as 1/N against the likelihood's and
+        the balance term's, so on a large training set nothing holds |M| near 1: with an
+        adaptive optimiser the features then grew until the balance term reached 1e3-1e4.
 
     Returns:
       `(total, terms)`: the scalar loss and a dict with keys "likelihood", "quantization",
@@ -173,7 +178,9 @@ def hash_loss(
     if normalizer is None:
         normalizer = m_batch.shape[0] * m_buffer.shape[0]
     likelihood = dcmh_likelihood(m_batch, m_buffer, similarity, reduction="sum") / normalizer
-    quantization = quantization_loss(codes_batch, m_batch) / normalizer
+    quantization = quantization_loss(codes_batch, m_batch) / (
+        m_batch.size if quantization_per_entry else normalizer
+    )
     balance = balance_loss(m_batch, offset=balance_offset) / normalizer
     total = likelihood + gamma * quantization + eta * balance
     terms = {

@@ -24,6 +24,7 @@ METHODS = tuple(models.METHODS) + CLASSICAL_METHODS
 INPUT_SCALINGS = ("per_feature", "global")
 HSIC_NORMALIZATIONS = ("cka", "none")
 SELECTOR_INPUTS = ("normalized", "raw")
+QUANTIZATIONS = ("per_entry", "dcmh")
 SPLITS = ("longtail", "balanced")
 EPOCH_MODES = ("auto", "scan", "step")
 # --modality: the modalities a run trains (a model config, `models.ModelConfig.modalities`).
@@ -200,6 +201,12 @@ class TrainConfig:
         "cka",
         "J2 (Eq. 5): cka (HSIC normalised to [0, 1]) or none (as printed).",
         choices=HSIC_NORMALIZATIONS,
+    )
+    quantization: str = setting(
+        "per_entry",
+        "Scale of Eq. 10's quantisation term: per_entry (its mean over the batch's entries) or "
+        "dcmh (divided by b * N with the other terms, so it fades as N grows).",
+        choices=QUANTIZATIONS,
     )
     selector_input: str = setting(
         "normalized",

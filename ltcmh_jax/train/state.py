@@ -70,6 +70,7 @@ class LossWeights:
     label_similarity: str = "paper"
     j1_normalization: str = "sum"
     hsic_normalization: str = "none"
+    quantization: str = "dcmh"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -179,6 +179,7 @@ def hash_step(
             gamma=weights.gamma,
             eta=weights.eta,
             balance_offset=balance_offset,
+            quantization_per_entry=weights.quantization == "per_entry",
         )
         return total, (terms, features, meta, non_parameters(model))
 

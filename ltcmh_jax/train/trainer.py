@@ -126,6 +126,7 @@ class Trainer:
             label_similarity=config.label_similarity,
             j1_normalization=config.j1_normalization,
             hsic_normalization=config.hsic_normalization,
+            quantization=config.quantization,
         )
         # The epochs this run trains: --epochs, raised to the step budget (--min_steps).
         self.epochs = optimizers.epochs_for_step_budget(
