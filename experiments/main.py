@@ -58,13 +58,18 @@ def main(argv):
     std_logging.getLogger("ltcmh_jax").setLevel(std_logging.INFO)
     try:
         from ltcmh_jax import sharding
-        from ltcmh_jax.train import train_and_evaluate
+        from ltcmh_jax.train import TrainingInterrupted, train_and_evaluate
 
         sharding.maybe_initialize_distributed(
             _COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value
         )
         config = settings.config_from_flags()
-        results = train_and_evaluate(config, _WORKDIR.value)
+        try:
+            results = train_and_evaluate(config, _WORKDIR.value)
+        except TrainingInterrupted as interrupted:
+            # 128 + SIGINT, the shell's code for a run stopped by Ctrl-C.
+            print(f"interrupted: {interrupted}", file=sys.stderr)
+            sys.exit(130)
     except (ValueError, OSError, FloatingPointError, RuntimeError) as error:
         # OSError covers a missing file, an unwritable --workdir and a full disk; every message
         # names the file or flag, so one line is the whole report.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 import time
 
 import jax
@@ -19,13 +22,40 @@ from ltcmh_jax.train.trainer import Trainer
 
 log = logging.getLogger("ltcmh_jax.train")
 
+# The signals that stop a run at the next epoch boundary, after a checkpoint.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
+
+class TrainingInterrupted(Exception):
+    """A run stopped by SIGINT / SIGTERM after saving a checkpoint; the message says how to resume.
+
+    Attributes:
+      epoch: epochs finished (and checkpointed) when it stopped.
+    """
+
+    def __init__(self, message: str, *, epoch: int):
+        super().__init__(message)
+        self.epoch = epoch
+
+
+def train_and_evaluate(
+    config: TrainConfig, workdir: str, *, dataset: data_lib.MultiModalDataset | None = None
+) -> dict:
     """Trains (or resumes) the run `config` describes in `workdir` and evaluates it.
 
     Each epoch: the auto-encoder on Loss1, theta_x and theta_y on Loss2, then B = sign(M^x + M^y).
     Checkpoints go to `<workdir>/checkpoints`; running again resumes from the latest one, or
     returns the saved results of a finished run.
+
+    A larger `config.epochs` than a finished or checkpointed run's continues it from its last
+    checkpoint. SIGINT / SIGTERM stop the run at the next epoch boundary with a checkpoint
+    (`TrainingInterrupted`); running again resumes.
+
+    Args:
+      config: the run's settings.
+      workdir: the run's directory.
+      dataset: in-memory data to train on instead of the data set `config.dataset` names
+        (`ltcmh_jax.fit`); its fingerprint still guards resuming.
 
     Returns:
       The results dict also written to `<workdir>/results.json` (with `codes.npz`,
@@ -34,7 +64,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
     config.validate()
     workdir = os.path.abspath(workdir)
     run_dir.check_workdir(workdir)
-    dataset, stored_split = inputs.load(config)
+    if dataset is None:
+        dataset, stored_split = inputs.load(config)
+    else:
+        stored_split = None
     inputs.check_label_coverage(
         dataset.labels, config.data_path or config.data_dir or config.dataset
     )
@@ -63,14 +96,18 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
         os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
     )
     state, first_epoch, history, train_seconds = _start(trainer, checkpointer, config, split)
-    state, train_seconds = _train(
-        trainer, checkpointer, state, first_epoch, history, train_seconds, workdir
-    )
+    with _stop_requests() as stop:
+        state, train_seconds = _train(
+            trainer, checkpointer, state, first_epoch, history, train_seconds, workdir, stop
+        )
     checkpointer.close()
 
     started = time.monotonic()
     head_labels = np.asarray(split.label_order[: config.num_head])
     scores, codes = trainer.evaluate(state, head_labels=head_labels)
+    if history and history[-1]["epoch"] == config.epochs:
+        # The final evaluation joins the last epoch's row, so curves end at the reported MAP.
+        history[-1].update({**scores, "final": True})
     results = {
         **{name: getattr(config, name) for name in ("method", "variant", "modality", "dataset")},
         **{name: getattr(config, name) for name in ("split", "bits", "seed", "epochs")},
@@ -112,8 +149,9 @@ def _start(trainer: Trainer, checkpointer: Checkpointer, config: TrainConfig, sp
     return state, first_epoch, history, float(meta.get("train_seconds", 0.0))
 
 
-def _train(trainer, checkpointer, state, first_epoch, history, train_seconds, workdir):
-    """Epochs `first_epoch` to the last, with their log lines, metrics.jsonl and checkpoints."""
+def _train(trainer, checkpointer, state, first_epoch, history, train_seconds, workdir, stop):
+    """Epochs `first_epoch` to the last, with their log lines, metrics.jsonl and checkpoints;
+    when `stop` is set, a checkpoint at the end of the current epoch and `TrainingInterrupted`."""
     config = trainer.config
     is_writer = jax.process_index() == 0
     progress = report.ProgressBar(config.epochs, first_epoch, enabled=config.progress and is_writer)
@@ -140,7 +178,9 @@ def _train(trainer, checkpointer, state, first_epoch, history, train_seconds, wo
         if is_writer:
             run_dir.write_lines_atomic(os.path.join(workdir, "metrics.jsonl"), history)
         last = epoch + 1 == config.epochs
-        if config.checkpoint_every and ((epoch + 1) % config.checkpoint_every == 0 or last):
+        stopping = stop.is_set() and not last
+        periodic = config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0
+        if stopping or (config.checkpoint_every and (periodic or last)):
             meta = {
                 "epoch": epoch + 1,
                 "config": config.run_fields(),
@@ -148,4 +188,39 @@ def _train(trainer, checkpointer, state, first_epoch, history, train_seconds, wo
                 "train_seconds": train_seconds,
             }
             checkpointer.save(epoch + 1, state, run_dir.split_arrays(trainer.split), meta)
+        if stopping:
+            checkpointer.close()
+            raise TrainingInterrupted(
+                f"stopped after epoch {epoch + 1}/{config.epochs} with a checkpoint in "
+                f"{checkpointer.directory}; run the same command again to resume",
+                epoch=epoch + 1,
+            )
     return state, train_seconds
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """A `threading.Event` set by SIGINT / SIGTERM while the block runs (main thread only); a
+    second signal stops at once, as the previous handler would."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    # getsignal is None for a handler installed outside Python: restore the default then.
+    previous = {number: signal.getsignal(number) or signal.SIG_DFL for number in STOP_SIGNALS}
+
+    def request_stop(number, frame):
+        if stop.is_set():
+            signal.signal(number, previous[number])
+            signal.raise_signal(number)
+            return
+        stop.set()
+        log.warning("%s: stopping after this epoch's checkpoint", signal.Signals(number).name)
+
+    for number in STOP_SIGNALS:
+        signal.signal(number, request_stop)
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
