@@ -108,6 +108,10 @@ def train_and_evaluate(
     if history and history[-1]["epoch"] == config.epochs:
         # The final evaluation joins the last epoch's row, so curves end at the reported MAP.
         history[-1].update({**scores, "final": True})
+        if jax.process_index() == 0:
+            scalars = report.ScalarWriter(os.path.join(workdir, "tensorboard"))
+            scalars.write(history[-1])
+            scalars.close()
     results = {
         **{name: getattr(config, name) for name in ("method", "variant", "modality", "dataset")},
         **{name: getattr(config, name) for name in ("split", "bits", "seed", "epochs")},
@@ -155,6 +159,42 @@ def _train(trainer, checkpointer, state, first_epoch, history, train_seconds, wo
     config = trainer.config
     is_writer = jax.process_index() == 0
     progress = report.ProgressBar(config.epochs, first_epoch, enabled=config.progress and is_writer)
+    scalars = report.ScalarWriter(os.path.join(workdir, "tensorboard"), enabled=is_writer)
+    every = report.summary_interval(config.epochs, config.eval_every)
+    try:
+        return _epochs(
+            trainer,
+            checkpointer,
+            state,
+            first_epoch,
+            history,
+            train_seconds,
+            workdir,
+            stop,
+            progress,
+            scalars,
+            every,
+        )
+    finally:
+        progress.close()
+        scalars.close()
+
+
+def _epochs(
+    trainer,
+    checkpointer,
+    state,
+    first_epoch,
+    history,
+    train_seconds,
+    workdir,
+    stop,
+    progress,
+    scalars,
+    every,
+):
+    config = trainer.config
+    is_writer = jax.process_index() == 0
     for epoch in range(first_epoch, config.epochs):
         started = time.monotonic()
         try:
@@ -174,7 +214,8 @@ def _train(trainer, checkpointer, state, first_epoch, history, train_seconds, wo
             row.update(trainer.evaluate(state)[0])
         history.append(row)
         progress.update(epoch + 1, final=True)
-        report.log_epoch(row, config.epochs)
+        report.log_epoch(row, config.epochs, every=every)
+        scalars.write(row)
         if is_writer:
             run_dir.write_lines_atomic(os.path.join(workdir, "metrics.jsonl"), history)
         last = epoch + 1 == config.epochs
