@@ -37,7 +37,7 @@ def _print_results(results: dict, workdir: str) -> None:
         f"{results['epochs']} epochs in {results['train_seconds']:.1f} s"
     )
     print("split: " + ", ".join(f"{key}={value}" for key, value in statistics.items()))
-    print(f"{'':6} {'all':>7} {'head':>7} {'tail':>7}")
+    print(f"{'':6} {'all':>7} {'head':>7} {'tail':>7}")  # see the legend line below
     directions = (("i2t", "I->T"), ("t2i", "T->I"))
     if "map_i2i" in results:
         directions = (("i2i", "I->I"),)
@@ -47,6 +47,10 @@ def _print_results(results: dict, workdir: str) -> None:
             f"{name:6} "
             + " ".join(f"{value:7.4f}" if value is not None else f"{'-':>7}" for value in row)
         )
+    print(
+        "all: MAP over the queries; head, tail: mean of the per-label MAP over the head / tail "
+        "labels (paper Fig. 2)"
+    )
     print(f"chance-level MAP {results['chance_map']:.4f}; results in {workdir}/results.json")
 
 
@@ -54,6 +58,21 @@ def remove_if_empty(workdir: str, *, existed: bool) -> None:
     """Removes a --workdir this failed run created and left empty (it would only mislead)."""
     if not existed and os.path.isdir(workdir) and not os.listdir(workdir):
         os.rmdir(workdir)
+
+
+def check_bits(config) -> None:
+    """Refuses a code length above what the Hamming index and metrics take (`MAX_BITS`), which
+    otherwise aborts inside XLA (exit 134) allocating `[n, k]` buffers.
+
+    Raises:
+      ValueError: naming --bits.
+    """
+    from ltcmh_jax.hamming import MAX_BITS
+
+    if config.bits > MAX_BITS:
+        raise ValueError(
+            f"--bits: at most {MAX_BITS} (the Hamming index's limit), got {config.bits}"
+        )
 
 
 def check_npz_split_flags(config) -> None:
@@ -100,6 +119,7 @@ def main(argv):
             _COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value
         )
         config = settings.config_from_flags()
+        check_bits(config)
         check_npz_split_flags(config)
         try:
             results = train_and_evaluate(config, _WORKDIR.value)

@@ -115,6 +115,7 @@ CASES = [
     ("truncated mat", ("--dataset=mirflickr25k", "--data_dir={truncated_mat}"), ["mirflickr25k-yall.mat"]),  # noqa: E501
     pytest.param("CNN-F of another architecture", ("--dataset=mirflickr25k", "--data_dir={raw_mat}", "--image_net=cnnf", "--cnnf_weights={vggf_wrong}", "--split=balanced", "--num_query=5", "--num_train=10", "--text_hidden=8"), ["{vggf_wrong}", "conv1"], marks=pytest.mark.slow),  # noqa: E501  (builds a full CNN-F)
     ("bits <= 0", ("--data_path={good}", "--bits=0"), ["--bits"]),
+    ("bits above the index's limit", ("--data_path={good}", "--bits=100000"), ["--bits: at most 32767", "100000"]),  # noqa: E501
     ("imbalance factor < 1", ("--data_path={good}", "--imbalance_factor=0.5"), ["--imbalance_factor", "0.5"]),  # noqa: E501
     ("num_query too large", ("--data_path={good}", "--num_query=600"), ["--num_query", "600"]),
     ("z1 too large", ("--data_path={good}", "--z1=100000"), ["z1"]),

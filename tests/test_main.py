@@ -57,6 +57,7 @@ def test_tiny_flagfile_end_to_end(tmp_path):
     assert summaries == ["1", "2", "4", "6", "8"], run.stderr[-2000:]
     assert "%|" not in run.stderr
     assert "I->T" in run.stdout and "chance-level MAP" in run.stdout
+    assert "all: MAP over the queries; head, tail: mean of the per-label MAP" in run.stdout
 
 
 @pytest.mark.parametrize(
