@@ -121,5 +121,10 @@ def main(argv):
         sys.exit(f"experiments.index {argv[1]}: error: {error}")
 
 
-if __name__ == "__main__":
+def run():
+    """The console script (`pyproject.toml` [project.scripts])."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

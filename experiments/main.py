@@ -136,5 +136,10 @@ def main(argv):
     _print_results(results, _WORKDIR.value)
 
 
-if __name__ == "__main__":
+def run():
+    """The console script (`pyproject.toml` [project.scripts])."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -73,5 +73,10 @@ def main(argv):
     print("written: " + ", ".join([outputs["markdown"], outputs["csv"], *outputs["figures"]]))
 
 
-if __name__ == "__main__":
+def run():
+    """The console script (`pyproject.toml` [project.scripts])."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()
