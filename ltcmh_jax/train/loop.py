@@ -130,7 +130,13 @@ def train_and_evaluate(
     if jax.process_index() == 0:
         run_dir.save_npz_atomic(os.path.join(workdir, "codes.npz"), codes)
         run_dir.write_lines_atomic(os.path.join(workdir, "metrics.jsonl"), history)
-        results["plots"] = report.write_plots(workdir, history, codes)
+        results["plots"] = report.write_plots(
+            workdir,
+            history,
+            codes,
+            run_name=f"{config.method} ({config.variant}), {config.dataset}, {config.bits} bits",
+            chance=results["chance_map"],
+        )
         run_dir.write_json_atomic(os.path.join(workdir, "results.json"), results)
     return run_dir.json_safe(results)
 

@@ -178,8 +178,14 @@ class ScalarWriter:
             self.writer = None
 
 
-def write_plots(workdir: str, history: list[dict], codes: dict) -> list[str]:
-    """Training curves and PR curves as PNGs; plotting problems never fail a finished run."""
+def write_plots(
+    workdir: str, history: list[dict], codes: dict, *, run_name: str = "", chance=None
+) -> list[str]:
+    """Training curves and PR curves as PNGs; plotting problems never fail a finished run.
+
+    `run_name` (method, data set, bits) heads both titles; `chance` (the chance-level MAP) is a
+    dashed line in the MAP panel and the PR plot.
+    """
     try:
         from ltcmh_jax import plots
     except ImportError as error:  # the plots module is optional for the training loop
@@ -188,7 +194,12 @@ def write_plots(workdir: str, history: list[dict], codes: dict) -> list[str]:
     written = []
     try:
         written.append(
-            plots.plot_training_curves(history, os.path.join(workdir, "training_curves.png"))
+            plots.plot_training_curves(
+                history,
+                os.path.join(workdir, "training_curves.png"),
+                title=f"Training: {run_name}" if run_name else "Training",
+                chance=chance,
+            )
         )
         names = ("I->T", "T->I") if "db_text_codes" in codes else ("I->I",)
         curves = {
@@ -200,7 +211,9 @@ def write_plots(workdir: str, history: list[dict], codes: dict) -> list[str]:
             )
             for name in names
         }
-        written.append(plots.plot_pr_curves(curves, os.path.join(workdir, "pr_curves.png")))
+        title = "PR by Hamming radius" + (f": {run_name}" if run_name else "")
+        path = os.path.join(workdir, "pr_curves.png")
+        written.append(plots.plot_pr_curves(curves, path, title=title, chance=chance))
     except Exception as error:  # noqa: BLE001 -- a figure must not lose the results
         log.warning("plotting failed: %s: %s", type(error).__name__, error)
     return [str(path) for path in written]
