@@ -156,11 +156,17 @@ def write_csv(records: Sequence[tuple[Run, dict]], metrics: Sequence[str], path:
 
 
 def write_figure(
-    experiment: str, cells: dict[tuple[str, str, int], Cell], path_prefix: str
+    experiment: str,
+    cells: dict[tuple[str, str, int], Cell],
+    path_prefix: str,
+    *,
+    dataset: str = "",
 ) -> list[str]:
     """Figure 2 (head vs tail MAP per method) or Figure 3 (LtCMH and its ablations), one PNG per
-    code length `<path_prefix>-<bits>bits.png`, bars at the mean over seeds."""
+    code length `<path_prefix>-<bits>bits.png`: bars at the mean over seeds, error bars the std."""
     from ltcmh_jax import plots
+
+    dataset_note = f", {dataset}" if dataset else ""
 
     written = []
     keys = METRICS[experiment]
@@ -171,19 +177,32 @@ def write_figure(
             }
             for arm in _ordered(cells, 0)
         }
+        spread = {
+            arm: {
+                metric: cells[(arm, metric, b)].std for metric in keys if (arm, metric, b) in cells
+            }
+            for arm in _ordered(cells, 0)
+        }
         title = (
-            f"Head and tail MAP, {b} bits"
+            f"Head and tail MAP{dataset_note}, {b} bits"
             if experiment == "figure2"
-            else f"LtCMH and its ablations, {b} bits"
+            else f"LtCMH and its ablations{dataset_note}, {b} bits"
         )
         written.append(
-            plots.plot_head_tail(by_arm, f"{path_prefix}-{b}bits.png", keys=keys, title=title)
+            plots.plot_head_tail(
+                by_arm, f"{path_prefix}-{b}bits.png", keys=keys, title=title, errors=spread
+            )
         )
     return written
 
 
 def write_outputs(
-    experiment: str, records: Sequence[tuple[Run, dict]], out_dir: str, *, title: str = ""
+    experiment: str,
+    records: Sequence[tuple[Run, dict]],
+    out_dir: str,
+    *,
+    title: str = "",
+    dataset: str = "",
 ) -> dict[str, object]:
     """`<out_dir>/<experiment>.md` (table + LtCMH comparisons), `.csv`, and for figures the PNGs.
 
@@ -212,5 +231,7 @@ def write_outputs(
         "text": text,
     }
     if experiment.startswith("figure"):
-        outputs["figures"] = write_figure(experiment, cells, os.path.join(out_dir, experiment))
+        outputs["figures"] = write_figure(
+            experiment, cells, os.path.join(out_dir, experiment), dataset=dataset
+        )
     return outputs

@@ -5,8 +5,10 @@
 
 Code files are `.npy`, or `.npz` with `--key` naming the array (optional when it holds one array):
 {-1, +1} codes `[n, k]`, or packed uint64 words with `--bits`. `search` prints one tab-separated
-line per neighbour: query, rank, id, distance. Any bad input ends with one line naming the file or
-flag and a non-zero exit status.
+line per neighbour: query, rank, id, distance. `id` is the neighbour's row in the database codes
+the index was built from; with `--ids=runs/x/codes.npz` it is the data set's row instead (the
+archive's `db_indices`, what `train_and_evaluate` writes next to the codes). Any bad input ends
+with one line naming the file or flag and a non-zero exit status.
 """
 
 import sys
@@ -23,6 +25,12 @@ _INDEX = flags.DEFINE_string("index", None, "search: an index written by build."
 _QUERIES = flags.DEFINE_string("queries", None, "search: the query codes (.npy or .npz).")
 _K = flags.DEFINE_integer("k", 10, "search: neighbours per query.")
 _KEY = flags.DEFINE_string("key", None, "The array to read from an .npz file.")
+_IDS = flags.DEFINE_string(
+    "ids",
+    None,
+    "search: an .npz holding db_indices (a run's codes.npz), or an .npy of ids per database row: "
+    "print those instead of the row of the database codes.",
+)
 _BITS = flags.DEFINE_integer(
     "bits", None, "Code length k of packed uint64 input (default 64 * words)."
 )
@@ -41,8 +49,10 @@ def load_codes(path: str, *, key: str | None = None, bits: int | None = None):
             names = list(loaded.keys())
             if key is None and len(names) == 1:
                 key = names[0]
+            if key is None:
+                raise ValueError(f"{path}: holds {len(names)} arrays; pass --key, one of {names}")
             if key not in names:
-                raise ValueError(f"{path}: pass --key, one of {names}")
+                raise ValueError(f"{path}: no array {key!r} (--key); it holds {names}")
             try:
                 codes = loaded[key]
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -52,6 +62,11 @@ def load_codes(path: str, *, key: str | None = None, bits: int | None = None):
     if codes.dtype == np.uint64 and bits is not None and codes.ndim == 2:
         codes = PackedCodes(codes, bits)
     return codes
+
+
+def ids_key(path: str) -> str | None:
+    """`db_indices` in an .npz (a run's codes.npz); an .npy has no key."""
+    return "db_indices" if path.endswith(".npz") else None
 
 
 def _require(flag) -> str:
@@ -83,6 +98,13 @@ def _search() -> None:
         distances, ids = index.search(queries, _K.value)
     except ValueError as error:
         raise ValueError(f"{queries_path} against {index_path}: {error}") from None
+    if _IDS.value:
+        row_ids = np.asarray(load_codes(_IDS.value, key=ids_key(_IDS.value)))
+        if row_ids.shape != (len(index),):
+            raise ValueError(
+                f"--ids: {_IDS.value} holds {row_ids.shape[0]} ids, the index {len(index)} rows"
+            )
+        ids = row_ids[ids]
     lines = ["query\trank\tid\tdistance"]
     for query in range(ids.shape[0]):
         for rank in range(ids.shape[1]):
@@ -99,5 +121,10 @@ def main(argv):
         sys.exit(f"experiments.index {argv[1]}: error: {error}")
 
 
-if __name__ == "__main__":
+def run():
+    """The console script (`pyproject.toml` [project.scripts])."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -65,7 +65,9 @@ def main(argv):
             quick=_QUICK.value,
         )
         records = grid.run_grid(runs, _WORKDIR.value, keep_checkpoints=_KEEP_CHECKPOINTS.value)
-        outputs = aggregate.write_outputs(experiment, records, _WORKDIR.value)
+        outputs = aggregate.write_outputs(
+            experiment, records, _WORKDIR.value, dataset=_DATASET.value
+        )
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
         logging.debug("failed", exc_info=True)
         sys.exit(f"error: {error}")
@@ -73,5 +75,10 @@ def main(argv):
     print("written: " + ", ".join([outputs["markdown"], outputs["csv"], *outputs["figures"]]))
 
 
-if __name__ == "__main__":
+def run():
+    """The console script (`pyproject.toml` [project.scripts])."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 import jax
 import numpy as np
@@ -125,10 +126,9 @@ class Checkpointer:
                 state, split, meta = self.restore(epoch, abstract_state)
             except Exception as error:  # noqa: BLE001 -- any unreadable step falls back
                 logging.warning(
-                    "checkpoint %s is unreadable (%s: %.200s); trying the previous one",
+                    "checkpoint %s is unreadable (%s); trying the previous one",
                     os.path.join(self.directory, str(epoch)),
-                    type(error).__name__,
-                    error,
+                    error_summary(error),
                 )
                 self._unreadable_steps.add(epoch)
                 continue
@@ -147,6 +147,22 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def error_summary(error: BaseException, *, limit: int = 200) -> str:
+    """`Type: message` of a restore error and of its cause, one line each at most `limit` long.
+
+    Orbax's read errors end with "See full TensorStore details: <bound method ...>" (a repr, not
+    the details); that tail is dropped and the cause, which holds the details, is added.
+    """
+    parts = []
+    while error is not None and len(parts) < 2:
+        message = re.sub(r"\s*See full TensorStore details:.*", "", str(error), flags=re.S)
+        message = re.sub(r"<bound method [^>]*>?", "", message).strip()
+        first_line = message.splitlines()[0] if message else ""
+        parts.append(f"{type(error).__name__}: {first_line[:limit]}".rstrip(": "))
+        error = error.__cause__ or error.__context__
+    return "; caused by ".join(parts)
 
 
 def abstract_like(state):

@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 HEAD_TAIL_KEYS = ("map_i2t_head", "map_i2t_tail", "map_t2i_head", "map_t2i_tail")
@@ -37,7 +38,11 @@ def _require(data, name: str) -> None:
 
 
 def plot_pr_curves(
-    curves: Mapping[str, object], path, *, title: str = "PR by Hamming radius"
+    curves: Mapping[str, object],
+    path,
+    *,
+    title: str = "PR by Hamming radius",
+    chance: float | None = None,
 ) -> str:
     """Precision against recall, one line per curve, a marker at each Hamming radius.
 
@@ -45,6 +50,9 @@ def plot_pr_curves(
       curves: name -> `metrics.PRCurve` (or any `(radius, precision, recall)` triple or an object
         with `precision` and `recall` attributes), e.g. `{"I->T": ..., "T->I": ...}`.
       path: the PNG to write.
+      title: e.g. "LtCMH, synthetic, 16 bits: PR by Hamming radius".
+      chance: the precision of a random ranking (the mean share of relevant database items),
+        drawn as a dashed line.
     """
     _require(curves, "curves")
     figure, axes = plt.subplots(figsize=(5, 4))
@@ -60,6 +68,8 @@ def plot_pr_curves(
                 f"curves[{name!r}]: precision {precision.shape} and recall {recall.shape} differ"
             )
         axes.plot(recall, precision, marker=".", label=name)
+    if chance is not None:
+        axes.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
     axes.set_xlabel("recall")
     axes.set_ylabel("precision")
     axes.set_xlim(0, 1.02)
@@ -102,6 +112,8 @@ def plot_head_tail(
     *,
     keys: Sequence[str] = HEAD_TAIL_KEYS,
     title: str = "Head and tail MAP",
+    errors: Mapping[str, Mapping[str, float]] | None = None,
+    chance: float | None = None,
 ) -> str:
     """Grouped bars (the paper's Figure 2): for each key, one bar per method.
 
@@ -109,20 +121,44 @@ def plot_head_tail(
       results: method -> a dict holding `keys`, e.g. `metrics.evaluate(..., head_labels=...)`.
       keys: which entries to draw; a method lacking one gets no bar there.
       path: the PNG to write.
+      title: say the data set and bits, e.g. "Head and tail MAP, synthetic, 32 bits".
+      errors: method -> key -> half-length of an error bar (the std over seeds).
+      chance: chance-level MAP, drawn as a dashed line.
     """
     _require(results, "results")
     _require(keys, "keys")
-    figure, axes = plt.subplots(figsize=(1.6 * len(keys) + 2, 4))
+    figure, axes = plt.subplots(figsize=(1.6 * len(keys) + 3.5, 4), layout="constrained")
     width = 0.8 / len(results)
     positions = np.arange(len(keys))
+    tops = []
     for offset, (method, values) in enumerate(results.items()):
         heights = [float(values.get(key, math.nan)) for key in keys]
-        axes.bar(positions + offset * width - 0.4 + width / 2, heights, width, label=method)
+        spread = None
+        if errors is not None and method in errors:
+            spread = [float(errors[method].get(key, 0.0)) for key in keys]
+        axes.bar(
+            positions + offset * width - 0.4 + width / 2,
+            heights,
+            width,
+            yerr=spread,
+            capsize=2,
+            label=method,
+        )
+        tops += [
+            h + (e if spread else 0.0) for h, e in zip(heights, spread or heights, strict=True)
+        ]
+    if chance is not None:
+        axes.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+    finite = [top for top in tops if math.isfinite(top)]
+    if finite:
+        axes.set_ylim(0, max(finite) * 1.08)
     axes.set_xticks(positions)
     axes.set_xticklabels([key.removeprefix("map_") for key in keys])
     axes.set_ylabel("MAP")
     axes.set_title(title)
-    axes.legend()
+    axes.grid(axis="y", alpha=0.3)
+    # Outside the axes, so no legend hides a bar.
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(figure, path)
 
 
@@ -143,19 +179,37 @@ def _read_rows(rows) -> list[dict]:
     return list(rows)
 
 
+def panel_of(key: str) -> str:
+    """The panel a metrics.jsonl key is drawn in: the loss terms of a phase together (`image/*`),
+    every MAP together, time alone; other grouped keys (`group/name`) by their group."""
+    if key.startswith("map_") or key == "chance_map":
+        return "MAP (query set)"
+    if key in ("seconds", "train_seconds"):
+        return "seconds per epoch"
+    group, _, name = key.partition("/")
+    return group if name else key
+
+
 def plot_training_curves(
     rows: Iterable[Mapping] | str | os.PathLike,
     path,
     *,
     keys: Sequence[str] | None = None,
     title: str = "Training",
+    chance: float | None = None,
 ) -> str:
-    """One panel per numeric metric against step (or epoch, or row number).
+    """Metrics against epoch (or step, or row number), keys grouped into panels by `panel_of`.
+
+    Loss terms of one phase share a panel (each on its own scale would hide none, but 16 panels
+    were unreadable): terms are drawn relative to their first value when their magnitudes differ
+    by more than 10x, and the panel says so.
 
     Args:
-      rows: dicts, one per logged step (the rows of `metrics.jsonl`), or the path of that file.
+      rows: dicts, one per logged epoch (the rows of `metrics.jsonl`), or the path of that file.
       keys: metrics to draw; default every numeric key except the x axis.
       path: the PNG to write.
+      title: say the method, data set and bits.
+      chance: chance-level MAP, a dashed line in the MAP panel.
     """
     rows = _read_rows(rows)
     _require(rows, "rows")
@@ -172,24 +226,46 @@ def plot_training_curves(
                 ):
                     keys.append(key)
     _require(keys, "rows (no numeric metric)")
-    columns = min(3, len(keys))
-    num_rows = math.ceil(len(keys) / columns)
+    panels: dict[str, list[str]] = {}
+    for key in keys:
+        panels.setdefault(panel_of(key), []).append(key)
+    columns = min(3, len(panels))
+    num_rows = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(
-        num_rows, columns, figsize=(4 * columns, 3 * num_rows), squeeze=False
+        num_rows,
+        columns,
+        figsize=(4.6 * columns, 3.4 * num_rows),
+        squeeze=False,
+        layout="constrained",
     )
-    for panel, key in zip(axes.flat, keys, strict=False):
-        points = [
-            (row[x_key] if x_key else index, row[key])
-            for index, row in enumerate(rows)
-            if isinstance(row.get(key), numbers.Real)
-        ]
-        if points:
+    for panel, (name, panel_keys) in zip(axes.flat, panels.items(), strict=False):
+        series = {}
+        for key in panel_keys:
+            points = [
+                (row[x_key] if x_key else index, float(row[key]))
+                for index, row in enumerate(rows)
+                if isinstance(row.get(key), numbers.Real) and not isinstance(row.get(key), bool)
+            ]
+            if points:
+                series[key] = points
+        scales = [abs(points[0][1]) for points in series.values() if points[0][1]]
+        relative = len(series) > 1 and scales and max(scales) > 10 * min(scales)
+        for key, points in series.items():
             xs, ys = zip(*points, strict=True)
-            panel.plot(xs, ys)
-        panel.set_title(key)
+            ys = np.asarray(ys)
+            if relative and ys[0]:
+                ys = ys / abs(ys[0])
+            label = key.partition("/")[2] or key.removeprefix("map_") or key
+            panel.plot(xs, ys, marker="." if len(xs) < 30 else None, label=label)
+        if name.startswith("MAP") and chance is not None:
+            panel.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+        panel.set_title(name + (" (relative to first)" if relative else ""), fontsize=10)
         panel.set_xlabel(x_key or "row")
+        panel.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         panel.grid(alpha=0.3)
-    for panel in list(axes.flat)[len(keys) :]:
+        if len(series) > 1 or (name.startswith("MAP") and chance is not None):
+            panel.legend(fontsize=7, loc="best")
+    for panel in list(axes.flat)[len(panels) :]:
         panel.set_visible(False)
     figure.suptitle(title)
     return _save(figure, path)

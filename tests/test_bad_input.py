@@ -115,6 +115,7 @@ CASES = [
     ("truncated mat", ("--dataset=mirflickr25k", "--data_dir={truncated_mat}"), ["mirflickr25k-yall.mat"]),  # noqa: E501
     pytest.param("CNN-F of another architecture", ("--dataset=mirflickr25k", "--data_dir={raw_mat}", "--image_net=cnnf", "--cnnf_weights={vggf_wrong}", "--split=balanced", "--num_query=5", "--num_train=10", "--text_hidden=8"), ["{vggf_wrong}", "conv1"], marks=pytest.mark.slow),  # noqa: E501  (builds a full CNN-F)
     ("bits <= 0", ("--data_path={good}", "--bits=0"), ["--bits"]),
+    ("bits above the index's limit", ("--data_path={good}", "--bits=100000"), ["--bits: at most 32767", "100000"]),  # noqa: E501
     ("imbalance factor < 1", ("--data_path={good}", "--imbalance_factor=0.5"), ["--imbalance_factor", "0.5"]),  # noqa: E501
     ("num_query too large", ("--data_path={good}", "--num_query=600"), ["--num_query", "600"]),
     ("z1 too large", ("--data_path={good}", "--z1=100000"), ["z1"]),
@@ -142,9 +143,21 @@ def test_bad_input_ends_with_one_line_naming_it(files, tmp_path, case, argv, nam
     assert message.startswith("error: ") and "\n" not in message, message
     for part in named:
         assert part.format(**files) in message, (part, message)
-    # Nothing was written: no results, no checkpoint.
-    if os.path.isdir(workdir):
-        assert os.listdir(workdir) == [], os.listdir(workdir)
+    # Nothing was written, and the workdir this run created is gone again.
+    assert not os.path.exists(workdir), os.listdir(workdir)
+
+
+def test_npz_without_split_flags_names_every_missing_flag_with_suggested_values(files, arrays):
+    from ltcmh_jax.api import suggest_longtail_split
+
+    code, message = run_main(*NPZ, f"--data_path={files['good']}")
+    suggested = suggest_longtail_split(arrays["labels"], num_query=60)
+    assert code == 1
+    assert message == (
+        f"error: --z1, --imbalance_factor: required for --dataset=npz --split=longtail; "
+        f"suggested from the label counts of {files['good']}: --z1={suggested['z1']} "
+        f"--imbalance_factor={suggested['imbalance_factor']:g} (or --split=balanced)"
+    )
 
 
 def _subprocess_main(*argv):

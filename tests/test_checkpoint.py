@@ -103,3 +103,22 @@ def test_all_unreadable_is_an_error_not_a_fresh_start(tmp_path):
     _corrupt(directory, 1)
     with pytest.raises(RuntimeError, match="none of the checkpoints"):
         Checkpointer(directory).restore_latest(abstract_like(_state()))
+
+
+def test_error_summary_drops_the_bound_method_repr_and_adds_the_cause():
+    from ltcmh_jax.checkpoint import error_summary
+
+    try:
+        try:
+            raise ValueError("DATA_LOSS: corrupt chunk d/629c")
+        except ValueError as cause:
+            raise Exception(
+                "Encountered error while reading array index: (slice(0, 512, 1),). See full "
+                "TensorStore details: <bound method pybind11_detail_function_record_v1_system>"
+            ) from cause
+    except Exception as error:  # noqa: BLE001
+        summary = error_summary(error)
+    assert summary == (
+        "Exception: Encountered error while reading array index: (slice(0, 512, 1),).; "
+        "caused by ValueError: DATA_LOSS: corrupt chunk d/629c"
+    )

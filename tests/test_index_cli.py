@@ -39,7 +39,11 @@ def files(tmp_path_factory):
     db = np.where(rng.random((50, 32)) < 0.5, -1, 1).astype(np.int8)
     queries = np.where(rng.random((3, 32)) < 0.5, -1.0, 1.0).astype(np.float32)
     np.save(folder / "db.npy", db)
-    np.savez(folder / "codes.npz", query_image_codes=queries, db_text_codes=db)
+    # As a run's codes.npz: db_indices are the data-set rows of the database codes.
+    db_indices = np.arange(1000, 1050) * 3
+    np.savez(
+        folder / "codes.npz", query_image_codes=queries, db_text_codes=db, db_indices=db_indices
+    )
     np.save(folder / "queries_16.npy", queries[:, :16])
     np.save(folder / "queries_packed.npy", np.asarray(pack_codes(queries)))
     index_path = folder / "db.index"
@@ -47,6 +51,17 @@ def files(tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert "50 codes of k=32 bits" in result.stdout
     return folder, db, queries, index_path
+
+
+def test_search_with_ids_prints_the_data_set_rows(files):
+    folder, db, queries, index_path = files
+    arguments = ("search", f"--index={index_path}", f"--queries={folder / 'codes.npz'}")
+    by_row = parse_search_output(run_cli(*arguments, "--key=query_image_codes").stdout)
+    result = run_cli(*arguments, "--key=query_image_codes", f"--ids={folder / 'codes.npz'}")
+    assert result.returncode == 0, result.stderr
+    by_data_row = parse_search_output(result.stdout)
+    np.testing.assert_array_equal(by_data_row[:, 2], (1000 + by_row[:, 2]) * 3)
+    np.testing.assert_array_equal(by_data_row[:, [0, 1, 3]], by_row[:, [0, 1, 3]])
 
 
 def test_build_then_search_prints_ids_and_distances(files):
@@ -81,7 +96,11 @@ def test_build_then_search_prints_ids_and_distances(files):
     [
         (("search", "--queries={folder}/queries_16.npy"), "k=16 bits but the index holds k=32"),
         (("search", "--queries={folder}/missing.npy"), "missing.npy"),
-        (("search", "--queries={folder}/codes.npz"), "codes.npz: pass --key"),
+        (("search", "--queries={folder}/codes.npz"), "codes.npz: holds 3 arrays; pass --key"),
+        (
+            ("search", "--queries={folder}/codes.npz", "--key=query_text_codes"),
+            "codes.npz: no array 'query_text_codes' (--key); it holds",
+        ),
         (("search", "--queries={folder}/db.npy", "--k=0"), "--k must be a positive integer"),
         (("search", "--queries={folder}/queries_packed.npy"), "k=64 bits but the index holds k=32"),
         (("build", "--out={folder}/x.index"), "--codes is required"),

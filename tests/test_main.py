@@ -1,12 +1,16 @@
 """End-to-end tests of experiments/main.py: the tiny flagfile in a subprocess, and bad flags."""
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import setuptools
+import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT_KEYS = (
@@ -51,8 +55,12 @@ def test_tiny_flagfile_end_to_end(tmp_path):
     assert all("map_i2t" in row for row in rows if row["epoch"] in (2, 4, 6))
     for name in ("training_curves.png", "pr_curves.png"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0
-    assert "epoch 8/8" in run.stderr and "ETA" in run.stderr
+    # Not a terminal: no progress bar; a summary at --eval_every=2 epochs and the first.
+    summaries = re.findall(r"epoch (\d+)/8 ", run.stderr)
+    assert summaries == ["1", "2", "4", "6", "8"], run.stderr[-2000:]
+    assert "%|" not in run.stderr
     assert "I->T" in run.stdout and "chance-level MAP" in run.stdout
+    assert "all: MAP over the queries; head, tail: mean of the per-label MAP" in run.stdout
 
 
 @pytest.mark.parametrize(
@@ -69,3 +77,22 @@ def test_bad_flags_fail_with_one_line_naming_the_flag(tmp_path, flags, named):
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and named in last, run.stderr[-1000:]
     assert "Traceback" not in run.stderr
+
+
+def test_console_scripts_point_at_the_entry_points_and_experiments_is_packaged():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as stream:
+        scripts = tomllib.load(stream)["project"]["scripts"]
+    assert set(scripts) == {"ltcmh-train", "ltcmh-index", "ltcmh-tables"}
+    for target in scripts.values():
+        # Parsed, not imported: the entry points define overlapping absl flags.
+        module, function = target.split(":")
+        with open(os.path.join(ROOT, *module.split(".")) + ".py") as stream:
+            tree = ast.parse(stream.read())
+        defined = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+        assert function in defined, target
+    # What setuptools packages: the find rule of pyproject.toml, as its build would apply it.
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as stream:
+        setuptools_config = tomllib.load(stream)["tool"]["setuptools"]
+    packages = setuptools.find_packages(ROOT, **setuptools_config["packages"]["find"])
+    assert "experiments" in packages and "ltcmh_jax.train" in packages
+    assert setuptools_config["package-data"]["experiments"] == ["configs/*.flags"]

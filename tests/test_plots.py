@@ -2,6 +2,7 @@
 
 import json
 
+import matplotlib.figure
 import numpy as np
 import pytest
 
@@ -68,3 +69,46 @@ def test_plot_training_curves_from_rows_and_from_jsonl(tmp_path):
         plots.plot_training_curves(jsonl, tmp_path / "bad.png")
     with pytest.raises(ValueError, match="no numeric metric"):
         plots.plot_training_curves([{"epoch": 0, "note": "x"}], tmp_path / "none.png")
+
+
+def test_training_curves_group_keys_into_panels_with_the_chance_line(tmp_path, monkeypatch):
+    assert plots.panel_of("image/likelihood") == "image"
+    assert plots.panel_of("autoencoder/j2_hsic") == "autoencoder"
+    assert plots.panel_of("map_t2i_head") == "MAP (query set)"
+    assert plots.panel_of("seconds") == "seconds per epoch"
+    assert plots.panel_of("mechanism/flipped_bits") == "mechanism"  # extra scalars of the loop
+    assert plots.panel_of("lr") == "lr"
+    rows = [
+        {"epoch": 1, "seconds": 3.0, "image/total": 2.0, "image/balance": 40.0, "map_i2t": 0.2},
+        {"epoch": 2, "seconds": 1.0, "image/total": 1.0, "image/balance": 20.0, "map_i2t": 0.3},
+    ]
+    seen = {}
+    original_savefig = matplotlib.figure.Figure.savefig
+
+    def savefig(figure, *args, **kwargs):
+        visible = [axes for axes in figure.axes if axes.get_visible()]
+        seen["titles"] = [axes.get_title() for axes in visible]
+        seen["lines"] = {
+            axes.get_title(): [(line.get_label(), list(line.get_ydata())) for line in axes.lines]
+            for axes in visible
+        }
+        return original_savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    path = tmp_path / "curves.png"
+    _assert_png(path, plots.plot_training_curves(rows, path, title="t", chance=0.1))
+    # image terms differ by more than 10x: drawn relative to their first value.
+    assert seen["titles"] == ["seconds per epoch", "image (relative to first)", "MAP (query set)"]
+    assert seen["lines"]["image (relative to first)"] == [
+        ("total", [1.0, 0.5]),
+        ("balance", [1.0, 0.5]),
+    ]
+    assert seen["lines"]["MAP (query set)"] == [("i2t", [0.2, 0.3]), ("chance", [0.1, 0.1])]
+
+
+def test_head_tail_bars_carry_error_bars_and_an_outside_legend(tmp_path):
+    results = {"A": {"map_i2t_head": 0.5, "map_i2t_tail": 0.25}}
+    errors = {"A": {"map_i2t_head": 0.05, "map_i2t_tail": 0.01}}
+    path = tmp_path / "bars.png"
+    keys = ("map_i2t_head", "map_i2t_tail")
+    _assert_png(path, plots.plot_head_tail(results, path, keys=keys, errors=errors, chance=0.1))

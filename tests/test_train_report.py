@@ -1,6 +1,9 @@
-"""Tests of ltcmh_jax/train/report.py: the per-epoch line, the clock and the progress bar."""
+"""Tests of ltcmh_jax/train/report.py: epoch summaries, the progress line, TensorBoard events."""
 
 import io
+import logging
+import os
+import struct
 
 import numpy as np
 
@@ -28,7 +31,77 @@ def test_clock_and_progress_bar():
     assert report.clock(float("nan")) == "--:--"
     stream = io.StringIO()
     bar = report.ProgressBar(4, stream=stream)
-    bar.update(1.5, "image")  # not a terminal: only the per-epoch lines are printed
+    bar.update(1.5, "image")  # neither a terminal nor a notebook: no bar, the summaries speak
     bar.update(2, final=True)
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("[" + "#" * 15 + "." * 15 + "] epoch   2.0/4")
+    assert stream.getvalue() == "" and not bar.enabled
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_redraws_one_line_in_a_terminal_with_the_eta_from_after_warm_up():
+    stream = _Terminal()
+    bar = report.ProgressBar(4, stream=stream)
+    bar.update(0.5, "image")
+    bar.update(1, final=True)
+    assert bar.bar.initial == 1  # the rate (and so the ETA) counts from the end of epoch 1
+    bar.update(4, final=True)
+    assert bar.bar is None  # closed at the last epoch
+    text = stream.getvalue()
+    assert "\n" not in text.rstrip("\n")  # redrawn in place with carriage returns
+    assert "\r" in text and "4.0/4 epochs" in text and "image" in text
+
+
+def test_summary_every_interval_shows_phase_totals_only(caplog):
+    assert report.summary_interval(50) == 5 and report.summary_interval(3) == 1
+    assert report.summary_interval(50, eval_every=10) == 10
+    row = {
+        "epoch": 5,
+        "seconds": 1.25,
+        "autoencoder/total": 2.0,
+        "autoencoder/j1_commonality": 9.0,
+        "image/total": 0.5,
+        "map_i2t": 0.25,
+    }
+    with caplog.at_level(logging.INFO, logger="ltcmh_jax.train"):
+        report.log_epoch(row, 50, every=5)
+        report.log_epoch({**row, "epoch": 6}, 50, every=5)
+        report.log_epoch({**row, "epoch": 1}, 50, every=5)
+    assert [record.getMessage() for record in caplog.records] == [
+        "epoch 5/50 1.2s loss1=2 loss2_x=0.5 map_i2t=0.2500",
+        "epoch 1/50 1.2s loss1=2 loss2_x=0.5 map_i2t=0.2500",
+    ]
+
+
+def _scalar_events(logdir) -> dict[str, list[tuple[int, float]]]:
+    """`{tag: [(step, value)]}` of the TFRecord event files in `logdir` (tensorboardX's protos;
+    each record is a length, its CRC, the Event bytes and their CRC)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for name in sorted(os.listdir(logdir)):
+        with open(os.path.join(logdir, name), "rb") as stream:
+            data = stream.read()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_scalar_writer_writes_every_numeric_key_as_a_tensorboard_event(tmp_path):
+    writer = report.ScalarWriter(str(tmp_path))
+    writer.write({"epoch": 1, "seconds": 2.0, "image/total": 0.5, "final": True, "mech/flip": 3})
+    writer.write({"epoch": 2, "seconds": 1.0, "image/total": 0.25, "map_i2t": 0.75})
+    writer.close()
+    assert _scalar_events(tmp_path) == {
+        "run/seconds": [(1, 2.0), (2, 1.0)],
+        "loss/image/total": [(1, 0.5), (2, 0.25)],
+        "mech/flip": [(1, 3.0)],
+        "map/i2t": [(2, 0.75)],
+    }

@@ -16,6 +16,7 @@ from ltcmh_jax.train.inputs import check_label_coverage as check_label_coverage
 from ltcmh_jax.train.inputs import load_dataset as load_dataset
 from ltcmh_jax.train.inputs import make_split as make_split
 from ltcmh_jax.train.inputs import resolve_defaults as resolve_defaults
+from ltcmh_jax.train.loop import TrainingInterrupted as TrainingInterrupted
 from ltcmh_jax.train.loop import train_and_evaluate as train_and_evaluate
 from ltcmh_jax.train.run_dir import data_fingerprint as data_fingerprint
 from ltcmh_jax.train.state import TrainState as TrainState

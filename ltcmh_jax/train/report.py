@@ -1,4 +1,4 @@
-"""What a run tells its user: the progress bar, per-epoch loss lines and the PNG figures."""
+"""What a run tells its user: a progress line, epoch summaries, TensorBoard events, figures."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import time
 
 import numpy as np
+import tqdm.autonotebook
+import tqdm.std
 
 from ltcmh_jax import metrics
 
@@ -39,35 +41,52 @@ DIRECTIONS = {
 
 
 class ProgressBar:
-    """A one-line text progress bar with elapsed time and ETA over the run's epochs (stderr).
+    """One in-place progress line over the run's epochs (tqdm: a terminal or a notebook widget).
 
-    On a terminal it redraws in place; in a log file it prints once per epoch.
+    Disabled on a stream that is neither a terminal nor a notebook (a log file gets the per-epoch
+    summaries instead). The ETA counts from the end of the first epoch trained here: that one
+    pays for compilation, and timing the run from its start overstated a 50 s run as 5 minutes.
     """
 
     def __init__(self, total_epochs: int, first_epoch: int = 0, *, stream=None, enabled=True):
         self.total = total_epochs
         self.first = first_epoch
         self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.start = time.monotonic()
-        self.interactive = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        # autonotebook's class is the widget one inside a Jupyter kernel, std's elsewhere.
+        notebook = tqdm.autonotebook.tqdm is not tqdm.std.tqdm
+        terminal = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.enabled = enabled and (terminal or notebook)
+        self.warm = False
+        self.bar = None
+        if self.enabled:
+            self.bar = tqdm.autonotebook.tqdm(
+                total=total_epochs,
+                initial=first_epoch,
+                unit="epoch",
+                file=self.stream,
+                dynamic_ncols=True,
+                smoothing=0,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total} epochs [{elapsed}<{remaining}]{postfix}",
+            )
 
     def update(self, done_epochs: float, label: str = "", *, final: bool = False) -> None:
-        if not self.enabled or (not final and not self.interactive):
+        if self.bar is None:
             return
-        elapsed = time.monotonic() - self.start
-        fraction = done_epochs / max(self.total, 1)
-        rate = (done_epochs - self.first) / elapsed if elapsed > 0 else 0.0
-        remaining = (self.total - done_epochs) / rate if rate > 0 else float("nan")
-        width = 30
-        filled = int(round(width * min(max(fraction, 0.0), 1.0)))
-        line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] epoch {done_epochs:5.1f}/{self.total} "
-            f"{clock(elapsed)} elapsed, ETA {clock(remaining)} {label}"
-        )
-        end = "\r" if self.interactive and not final else "\n"
-        self.stream.write(line.ljust(100)[:120] + end)
-        self.stream.flush()
+        self.bar.n = done_epochs
+        if final and not self.warm:
+            # Warm-up over: tqdm's ETA (smoothing 0) is then (epochs left) / (mean rate since).
+            self.warm = True
+            self.bar.start_t = time.time()  # tqdm's clock
+            self.bar.initial = done_epochs
+        self.bar.set_postfix_str(label, refresh=False)
+        self.bar.refresh()
+        if final and done_epochs >= self.total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def clock(seconds: float) -> str:
@@ -95,23 +114,78 @@ def format_terms(summary: dict[str, float]) -> str:
     return " ".join(f"{SHORT_NAMES.get(key, key)}={summary[key]:.4g}" for key in ordered)
 
 
-def log_epoch(row: dict, total_epochs: int) -> None:
-    """One line per epoch: its time, the mean loss terms and the MAP when it was evaluated."""
-    summary = {key: value for key, value in row.items() if "/" in key}
+def summary_interval(total_epochs: int, eval_every: int = 0) -> int:
+    """Epochs between console summaries: `eval_every` when set, else about ten per run."""
+    return eval_every if eval_every else max(1, round(total_epochs / 10))
+
+
+def log_epoch(row: dict, total_epochs: int, *, every: int = 1) -> None:
+    """A compact line every `every` epochs (and the first and last): time, the phase totals and
+    the MAP when evaluated. Every term is in metrics.jsonl and the TensorBoard events."""
+    epoch = row["epoch"]
+    if epoch % every and epoch not in (1, total_epochs):
+        return
+    totals = {key: value for key, value in row.items() if key.endswith("/total")}
     log.info(
         "epoch %d/%d %.1fs %s%s",
-        row["epoch"],
+        epoch,
         total_epochs,
         row["seconds"],
-        format_terms(summary),
+        format_terms(totals),
         "".join(
             f" {key}={row[key]:.4f}" for key in ("map_i2t", "map_t2i", "map_i2i") if key in row
         ),
     )
 
 
-def write_plots(workdir: str, history: list[dict], codes: dict) -> list[str]:
-    """Training curves and PR curves as PNGs; plotting problems never fail a finished run."""
+def scalar_tag(key: str) -> str:
+    """The TensorBoard tag of a metrics.jsonl key: loss terms under `loss/`, MAP under `map/`,
+    keys that already name a group (`group/name`) keep it, the rest under `run/`."""
+    if key.startswith("map_") or key == "chance_map":
+        return f"map/{key.removeprefix('map_')}"
+    if key.split("/")[0] in ("autoencoder", "image", "text"):
+        return f"loss/{key}"
+    return key if "/" in key else f"run/{key}"
+
+
+class ScalarWriter:
+    """TensorBoard event files of every numeric key of each metrics.jsonl row (tensorboardX,
+    which needs no TensorFlow), at step = epoch; a no-op, with one warning, without tensorboardX."""
+
+    def __init__(self, logdir: str, *, enabled: bool = True):
+        self.writer = None
+        if not enabled:
+            return
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as error:
+            log.warning("no TensorBoard events: %s", error)
+            return
+        self.writer = SummaryWriter(logdir)
+
+    def write(self, row: dict) -> None:
+        if self.writer is None:
+            return
+        for key, value in row.items():
+            if key == "epoch" or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if math.isfinite(value):
+                self.writer.add_scalar(scalar_tag(key), float(value), int(row["epoch"]))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def write_plots(
+    workdir: str, history: list[dict], codes: dict, *, run_name: str = "", chance=None
+) -> list[str]:
+    """Training curves and PR curves as PNGs; plotting problems never fail a finished run.
+
+    `run_name` (method, data set, bits) heads both titles; `chance` (the chance-level MAP) is a
+    dashed line in the MAP panel and the PR plot.
+    """
     try:
         from ltcmh_jax import plots
     except ImportError as error:  # the plots module is optional for the training loop
@@ -120,7 +194,12 @@ def write_plots(workdir: str, history: list[dict], codes: dict) -> list[str]:
     written = []
     try:
         written.append(
-            plots.plot_training_curves(history, os.path.join(workdir, "training_curves.png"))
+            plots.plot_training_curves(
+                history,
+                os.path.join(workdir, "training_curves.png"),
+                title=f"Training: {run_name}" if run_name else "Training",
+                chance=chance,
+            )
         )
         names = ("I->T", "T->I") if "db_text_codes" in codes else ("I->I",)
         curves = {
@@ -132,7 +211,9 @@ def write_plots(workdir: str, history: list[dict], codes: dict) -> list[str]:
             )
             for name in names
         }
-        written.append(plots.plot_pr_curves(curves, os.path.join(workdir, "pr_curves.png")))
+        title = "PR by Hamming radius" + (f": {run_name}" if run_name else "")
+        path = os.path.join(workdir, "pr_curves.png")
+        written.append(plots.plot_pr_curves(curves, path, title=title, chance=chance))
     except Exception as error:  # noqa: BLE001 -- a figure must not lose the results
         log.warning("plotting failed: %s: %s", type(error).__name__, error)
     return [str(path) for path in written]

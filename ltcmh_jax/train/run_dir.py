@@ -66,11 +66,37 @@ def split_arrays(split: data_lib.Split) -> dict[str, np.ndarray]:
     return {name: np.asarray(value) for name, value in arrays.items()}
 
 
+def differing_flags(saved: dict, config: TrainConfig) -> dict[str, tuple]:
+    """`{flag: (saved value, value now)}` for each result-affecting setting that differs."""
+    return {
+        key: (saved.get(key), value)
+        for key, value in json_safe(config.run_fields()).items()
+        if saved.get(key) != value
+    }
+
+
+def is_extension(differences: dict[str, tuple]) -> bool:
+    """True when the only difference is a larger `--epochs`: the run continues, not restarts."""
+    if set(differences) != {"epochs"}:
+        return False
+    saved, now = differences["epochs"]
+    return isinstance(saved, int) and now > saved
+
+
+def describe_differences(differences: dict[str, tuple]) -> str:
+    """`--bits=16 there, 32 now; --seed=...` for an error message."""
+    return "; ".join(
+        f"--{key}={saved!r} there, {now!r} now" for key, (saved, now) in differences.items()
+    )
+
+
 def load_finished(workdir: str, config: TrainConfig, fingerprint: str) -> dict | None:
-    """The results of a finished run of `config` in `workdir`, or None when there is none.
+    """The results of a finished run of `config` in `workdir`, or None when there is none (or
+    when `config` extends it to more epochs: training then continues from its last checkpoint).
 
     Raises:
-      ValueError: naming the file, when it holds another configuration's or other data's run.
+      ValueError: naming the file and every differing flag, when it holds another
+        configuration's or other data's run.
     """
     path = os.path.join(workdir, "results.json")
     if not os.path.exists(path):
@@ -81,11 +107,19 @@ def load_finished(workdir: str, config: TrainConfig, fingerprint: str) -> dict |
     except (OSError, ValueError) as error:
         log.warning("%s is unreadable (%s); training again", path, error)
         return None
-    saved = results.get("config", {})
-    expected = json_safe(config.run_fields())
-    if {key: saved.get(key) for key in expected} != expected:
+    differences = differing_flags(results.get("config", {}), config)
+    if is_extension(differences):
+        if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+            raise ValueError(
+                f"{path}: --epochs={config.epochs} extends a finished run that kept no "
+                "checkpoint (--checkpoint_every=0); use another --workdir"
+            )
+        return None
+    if differences:
         raise ValueError(
-            f"{path}: holds the results of another configuration; use another --workdir"
+            f"{path}: holds the results of another configuration "
+            f"({describe_differences(differences)}); use another --workdir (only a larger "
+            "--epochs continues a run)"
         )
     if results.get("data_fingerprint", fingerprint) != fingerprint:
         raise ValueError(
@@ -96,14 +130,18 @@ def load_finished(workdir: str, config: TrainConfig, fingerprint: str) -> dict |
 
 
 def check_resumable(meta: dict, config: TrainConfig, directory: str) -> None:
-    """Refuses a checkpoint written by another configuration, naming the first differing flag."""
-    saved = meta.get("config", {})
-    for key, value in json_safe(config.run_fields()).items():
-        if saved.get(key) != value:
-            raise ValueError(
-                f"{directory}: checkpoint of another configuration (--{key}={saved.get(key)!r} "
-                f"there, {value!r} now); use another --workdir"
-            )
+    """Refuses a checkpoint written by another configuration, naming every differing flag.
+
+    A larger `--epochs` than the checkpoint's is accepted: the run continues (see
+    docs/DESIGN.md, "Extending a run", for how the learning-rate schedule extends).
+    """
+    differences = differing_flags(meta.get("config", {}), config)
+    if differences and not is_extension(differences):
+        raise ValueError(
+            f"{directory}: checkpoint of another configuration "
+            f"({describe_differences(differences)}); use another --workdir (only a larger "
+            "--epochs continues a run)"
+        )
 
 
 def check_split(saved: dict, split: data_lib.Split, directory: str) -> None:
