@@ -1,4 +1,5 @@
-"""Bit-packed hash codes and `HammingIndex`, exact Hamming search with a checked file format.
+"""Bit-packed hash codes and `HammingIndex`, exact Hamming k-NN and range search with a checked
+file format.
 
 Codes travel in one of two forms, told apart by dtype alone:
 - {-1, +1} codes: a float or signed-integer array `[n, k]` whose entries are all -1 or +1
@@ -19,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ltcmh_jax import hamming
+from ltcmh_jax import hamming, multi_index
 
 _WORD_BITS = 64
 
@@ -166,27 +167,76 @@ def bits_hint(codes) -> str:
 
 
 # File layout, all little-endian:
-#   magic 8s | version u32 | bits u32 | num_words u32 | reserved u32 | count u64   (32 bytes)
-#   payload: count * num_words uint64 words
-#   sha256 of header + payload (32 bytes)
+#   version 2: magic 8s | version u32 | bits u32 | num_words u32 | mode u32 | count u64 |
+#              substrings u32 | reserved u32   (40 bytes; mode indexes MODES, substrings 0 = auto)
+#   version 1: magic 8s | version u32 | bits u32 | num_words u32 | reserved u32 | count u64 (32 bytes)
+#   then: count * num_words uint64 words, sha256 of header + payload (32 bytes).
+# The multi-index tables are not stored: they are rebuilt from the codes on first use.
 _MAGIC = b"LTCMHIDX"
-_VERSION = 1
-_HEADER = struct.Struct("<8sIIIIQ")
+_VERSION = 2
+_HEADERS = {1: struct.Struct("<8sIIIIQ"), 2: struct.Struct("<8sIIIIQII")}
 _DIGEST_SIZE = 32
+
+MODES = ("auto", "linear", "multi_index")
+# mode="auto" probes the multi-index from this many codes on (below it a scan of the packed codes
+# stays in cache; measured in benchmarks/search.py and docs/SCALING.md) ...
+AUTO_MIN_CODES = 1 << 20
+# ... and for k up to this fraction of n (a large k reads most buckets anyway).
+AUTO_MAX_K_FRACTION = 1 / 1024
+# A multi-index query that visits more than n / this many bucket entries is handed to the scan,
+# so a query far from every code costs at most a fraction more than the scan.
+_GIVE_UP_FRACTION = 8
+# Tables are rebuilt when more than 1 / this of the codes were added after they were built.
+_REBUILD_FRACTION = 4
 
 
 class HammingIndex:
-    """Exact k-nearest-neighbour search over packed binary codes by Hamming distance.
+    """Exact k-nearest-neighbour and range search over packed binary codes by Hamming distance.
 
-    Search is a counting sort over the k + 1 possible distances (`hamming.top_k_by_counting`):
-    results are ordered by distance, ties by id (the row number in insertion order).
+    Two exact modes give identical results, ordered by distance, ties by id (the row number in
+    insertion order):
+    - "linear": a counting sort over the k + 1 possible distances of every code
+      (`hamming.top_k_by_counting`), O(n) per query.
+    - "multi_index": multi-index hashing (`multi_index`, Norouzi et al. 2012), sub-linear per query
+      for uniformly spread codes; tables of `multi_index_bytes` (about 4 m bytes per code with m
+      substrings, 12 at 1e7 64-bit codes) are built on first use.
+    - "auto" (default): the multi-index for n >= `AUTO_MIN_CODES` and k <= n *
+      `AUTO_MAX_K_FRACTION`, else the scan.
     """
 
-    def __init__(self, codes, *, bits: int | None = None):
-        """Builds the index from `[n, k]` {-1, +1} or packed codes (n may be 0 for packed input)."""
+    def __init__(
+        self,
+        codes,
+        *,
+        bits: int | None = None,
+        mode: str = "auto",
+        num_substrings: int | None = None,
+    ):
+        """Builds the index from `[n, k]` {-1, +1} or packed codes (n may be 0 for packed input).
+
+        Args:
+          mode: one of `MODES` (see the class docstring).
+          num_substrings: m for the multi-index, 1..k; default from n and k
+            (`multi_index.substring_count`).
+        """
         words, self._bits = as_packed_codes(codes, name="codes", bits=bits)
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        if num_substrings is not None and (
+            isinstance(num_substrings, bool)
+            or not isinstance(num_substrings, int | np.integer)
+            or not 1 <= num_substrings <= self._bits
+            or -(-self._bits // num_substrings) > multi_index.MAX_SUBSTRING_BITS
+        ):
+            raise ValueError(
+                f"num_substrings: expected an integer m in 1..{self._bits} with substrings of at "
+                f"most {multi_index.MAX_SUBSTRING_BITS} bits, got {num_substrings!r}"
+            )
+        self._mode = mode
+        self._forced_substrings = num_substrings
         self._words = words
         self._size = words.shape[0]
+        self._tables: multi_index.Tables | None = None
 
     @property
     def bits(self) -> int:
@@ -196,6 +246,10 @@ class HammingIndex:
     @property
     def num_words(self) -> int:
         return _num_words(self._bits)
+
+    @property
+    def mode(self) -> str:
+        return self._mode
 
     def __len__(self) -> int:
         return self._size
@@ -207,6 +261,39 @@ class HammingIndex:
         view.flags.writeable = False
         return view
 
+    @property
+    def num_substrings(self) -> int:
+        """m, the substrings of the multi-index (forced, or chosen from the current n and k)."""
+        if self._forced_substrings is not None:
+            return self._forced_substrings
+        return multi_index.substring_count(self._size, self._bits)
+
+    @property
+    def multi_index_bytes(self) -> int:
+        """Bytes held by the multi-index tables (0 until a search builds them): 2^s + 1 offsets
+        and n ids per substring table, uint32 below 2^32 codes."""
+        return 0 if self._tables is None else self._tables.nbytes
+
+    def uses_multi_index(self, k: int) -> bool:
+        """Whether a top-`k` search probes the multi-index (mode and, for "auto", n and k)."""
+        if self._mode == "auto":
+            return self._size >= AUTO_MIN_CODES and k <= self._size * AUTO_MAX_K_FRACTION
+        return self._mode == "multi_index"
+
+    def build_multi_index(self) -> None:
+        """Builds (or rebuilds) the multi-index tables over every stored code now, not on first use."""
+        self._tables = multi_index.build_tables(
+            self._words[: self._size], self._bits, self.num_substrings
+        )
+
+    def _current_tables(self) -> multi_index.Tables:
+        tables = self._tables
+        if tables is None or _REBUILD_FRACTION * (self._size - tables.num_indexed) > max(
+            tables.num_indexed, 1
+        ):
+            self.build_multi_index()
+        return self._tables
+
     def _checked(self, codes, name: str) -> np.ndarray:
         words, bits = as_packed_codes(codes, name=name, bits=None)
         if bits != self._bits:
@@ -217,7 +304,11 @@ class HammingIndex:
         return words
 
     def add(self, codes) -> None:
-        """Appends codes; their ids continue from `len(self)`. Amortised O(n) by doubling."""
+        """Appends codes; their ids continue from `len(self)`. Amortised O(n) by doubling.
+
+        Built multi-index tables are kept: a search scans the codes added since and rebuilds the
+        tables once those are more than a quarter of the indexed ones.
+        """
         words = self._checked(codes, "codes")
         needed = self._size + words.shape[0]
         if needed > self._words.shape[0]:
@@ -226,6 +317,9 @@ class HammingIndex:
             self._words = grown
         self._words[self._size : needed] = words
         self._size = needed
+
+    def _give_up_budget(self) -> int:
+        return max(4096, self._size // _GIVE_UP_FRACTION)
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest stored codes to each query.
@@ -236,7 +330,7 @@ class HammingIndex:
 
         Returns:
           `(distances [num_query, min(k, n)] int32, ids [num_query, min(k, n)] int64)`, sorted by
-          distance, ties by id.
+          distance, ties by id; the same in every mode.
 
         Raises:
           ValueError: for k < 1, an empty index, or queries whose code length differs (naming both).
@@ -249,45 +343,140 @@ class HammingIndex:
         k = min(int(k), self._size)
         distances = np.empty((query_words.shape[0], k), np.int32)
         ids = np.empty((query_words.shape[0], k), np.int64)
-        hamming.top_k_by_counting(
-            query_words, self._words[: self._size], self._bits, distances, ids
-        )
+        db_words = self._words[: self._size]
+        pending = np.arange(query_words.shape[0])
+        if self.uses_multi_index(k) and query_words.shape[0]:
+            tables = self._current_tables()
+            keys = np.empty((query_words.shape[0], k), np.int64)
+            complete = multi_index.top_k(
+                query_words,
+                db_words,
+                *tables[:4],
+                tables.num_indexed,
+                self._bits,
+                self._give_up_budget(),
+                keys,
+            )
+            distances[complete] = keys[complete] >> multi_index.ID_BITS
+            ids[complete] = keys[complete] & multi_index.ID_MASK
+            pending = np.flatnonzero(~complete)
+        if pending.size == query_words.shape[0]:
+            hamming.top_k_by_counting(query_words, db_words, self._bits, distances, ids)
+        elif pending.size:
+            pending_distances = np.empty((pending.size, k), np.int32)
+            pending_ids = np.empty((pending.size, k), np.int64)
+            hamming.top_k_by_counting(
+                query_words[pending], db_words, self._bits, pending_distances, pending_ids
+            )
+            distances[pending] = pending_distances
+            ids[pending] = pending_ids
         return distances, ids
 
+    def range_search(self, queries, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every stored code within Hamming distance `radius` of each query.
+
+        Args:
+          queries: `[num_query, bits]` {-1, +1} or packed codes with the index's k.
+          radius: 0..k, inclusive.
+
+        Returns:
+          `(offsets [num_query + 1] int64, distances [total] int32, ids [total] int64)`: query q's
+          codes are `[offsets[q]:offsets[q + 1]]`, sorted by distance, ties by id; the same in
+          every mode (the multi-index is used under the same rule as for top-1).
+        """
+        if isinstance(radius, bool) or not isinstance(radius, int | np.integer):
+            raise ValueError(f"radius: expected an integer in 0..{self._bits}, got {radius!r}")
+        if not 0 <= radius <= self._bits:
+            raise ValueError(f"radius: expected an integer in 0..{self._bits}, got {radius!r}")
+        query_words = self._checked(queries, "queries")
+        radius = int(radius)
+        num_query = query_words.shape[0]
+        db_words = self._words[: self._size]
+        counts = np.full(num_query, -1, np.int64)
+        if self.uses_multi_index(1) and self._size and num_query:
+            tables = self._current_tables()
+            table_arguments = (*tables[:4], tables.num_indexed)
+            counts = multi_index.count_within_radius(
+                query_words, db_words, *table_arguments, radius, self._give_up_budget()
+            )
+        scanned = np.flatnonzero(counts < 0)
+        if scanned.size:
+            counts[scanned] = hamming.count_within_radius(query_words[scanned], db_words, radius)
+        offsets = np.zeros(num_query + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        distances = np.empty(offsets[-1], np.int32)
+        ids = np.empty(offsets[-1], np.int64)
+        probed = np.setdiff1d(np.arange(num_query), scanned)
+        if probed.size:
+            multi_index.fill_within_radius(
+                query_words, db_words, *table_arguments, radius, probed, offsets, distances, ids
+            )
+        if scanned.size:
+            hamming.fill_within_radius(
+                query_words[scanned], db_words, radius, offsets[scanned], distances, ids
+            )
+        return offsets, distances, ids
+
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the versioned, checksummed format (see the layout above); atomic via rename."""
+        """Writes the versioned, checksummed format (see the layout above): the codes, the mode and
+        a forced m. Atomic: a temporary file, fsynced, then renamed; removed if writing fails."""
         path = os.fspath(path)
-        header = _HEADER.pack(_MAGIC, _VERSION, self._bits, self.num_words, 0, self._size)
+        header = _HEADERS[_VERSION].pack(
+            _MAGIC,
+            _VERSION,
+            self._bits,
+            self.num_words,
+            MODES.index(self._mode),
+            self._size,
+            self._forced_substrings or 0,
+            0,
+        )
         payload = np.ascontiguousarray(self._words[: self._size], dtype="<u8").tobytes()
         digest = hashlib.sha256(header + payload).digest()
         temporary = f"{path}.tmp-{os.getpid()}"
-        with open(temporary, "wb") as stream:
-            stream.write(header)
-            stream.write(payload)
-            stream.write(digest)
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "wb") as stream:
+                stream.write(header)
+                stream.write(payload)
+                stream.write(digest)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            raise
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HammingIndex:
-        """Reads a file written by `save`.
+        """Reads a file written by `save` (format version 2, or version 1: mode "auto").
 
         Raises:
-          ValueError: naming the file, when it is not an index file, has another format version,
+          ValueError: naming the file, when it is not an index file, has an unknown format version,
             is truncated or padded, or fails its checksum.
         """
         path = os.fspath(path)
         with open(path, "rb") as stream:
             data = stream.read()
-        if len(data) < _HEADER.size or data[:8] != _MAGIC:
+        if len(data) < 12 or data[:8] != _MAGIC:
             raise ValueError(f"{path}: not a HammingIndex file (bad magic or too short)")
-        magic, version, bits, num_words, _, count = _HEADER.unpack_from(data)
-        if version != _VERSION:
+        (version,) = struct.unpack_from("<I", data, 8)
+        if version not in _HEADERS:
             raise ValueError(
-                f"{path}: HammingIndex format version {version}; this reader supports {_VERSION}"
+                f"{path}: HammingIndex format version {version}; this reader supports "
+                f"{', '.join(map(str, _HEADERS))}"
             )
+        header = _HEADERS[version]
+        if len(data) < header.size:
+            raise ValueError(f"{path}: truncated HammingIndex file: {len(data)} bytes")
+        if version == 1:
+            _, _, bits, num_words, _, count = header.unpack_from(data)
+            mode, num_substrings = 0, 0
+        else:
+            _, _, bits, num_words, mode, count, num_substrings, _ = header.unpack_from(data)
         if bits < 1 or num_words != _num_words(bits):
             raise ValueError(f"{path}: corrupt header (k={bits} with {num_words} words per code)")
-        expected = _HEADER.size + 8 * count * num_words + _DIGEST_SIZE
+        expected = header.size + 8 * count * num_words + _DIGEST_SIZE
         if len(data) != expected:
             raise ValueError(
                 f"{path}: truncated or padded HammingIndex file: {len(data)} bytes, expected "
@@ -296,5 +485,11 @@ class HammingIndex:
         body = data[:-_DIGEST_SIZE]
         if hashlib.sha256(body).digest() != data[-_DIGEST_SIZE:]:
             raise ValueError(f"{path}: checksum mismatch, the HammingIndex file is corrupt")
-        words = np.frombuffer(body, dtype="<u8", offset=_HEADER.size).astype(np.uint64)
-        return cls(PackedCodes(words.reshape(count, num_words), bits))
+        if mode >= len(MODES) or num_substrings > bits:
+            raise ValueError(f"{path}: corrupt header (mode {mode}, {num_substrings} substrings)")
+        words = np.frombuffer(body, dtype="<u8", offset=header.size).astype(np.uint64)
+        return cls(
+            PackedCodes(words.reshape(count, num_words), bits),
+            mode=MODES[mode],
+            num_substrings=num_substrings or None,
+        )
