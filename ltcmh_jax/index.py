@@ -13,14 +13,12 @@ Any other dtype (bool, unsigned bytes, ...) is refused with a ValueError.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import struct
 from typing import NamedTuple
 
 import numpy as np
 
-from ltcmh_jax import hamming, multi_index
+from ltcmh_jax import hamming, index_file, multi_index
 
 _WORD_BITS = 64
 
@@ -166,17 +164,6 @@ def bits_hint(codes) -> str:
     return ""
 
 
-# File layout, all little-endian:
-#   version 2: magic 8s | version u32 | bits u32 | num_words u32 | mode u32 | count u64 |
-#              substrings u32 | reserved u32   (40 bytes; mode indexes MODES, substrings 0 = auto)
-#   version 1: magic 8s | version u32 | bits u32 | num_words u32 | reserved u32 | count u64 (32 bytes)
-#   then: count * num_words uint64 words, sha256 of header + payload (32 bytes).
-# The multi-index tables are not stored: they are rebuilt from the codes on first use.
-_MAGIC = b"LTCMHIDX"
-_VERSION = 2
-_HEADERS = {1: struct.Struct("<8sIIIIQ"), 2: struct.Struct("<8sIIIIQII")}
-_DIGEST_SIZE = 32
-
 MODES = ("auto", "linear", "multi_index")
 # mode="auto" probes the multi-index from this many codes on (below it a scan of the packed codes
 # stays in cache; measured in benchmarks/search.py and docs/SCALING.md) ...
@@ -274,6 +261,11 @@ class HammingIndex:
         and n ids per substring table, uint32 below 2^32 codes."""
         return 0 if self._tables is None else self._tables.nbytes
 
+    @property
+    def multi_index_tables(self) -> multi_index.Tables | None:
+        """The multi-index tables, None until a search (or `build_multi_index`) builds them."""
+        return self._tables
+
     def uses_multi_index(self, k: int) -> bool:
         """Whether a top-`k` search probes the multi-index (mode and, for "auto", n and k)."""
         if self._mode == "auto":
@@ -281,7 +273,7 @@ class HammingIndex:
         return self._mode == "multi_index"
 
     def build_multi_index(self) -> None:
-        """Builds (or rebuilds) the multi-index tables over every stored code now, not on first use."""
+        """Builds (or rebuilds) the multi-index tables over every stored code now."""
         self._tables = multi_index.build_tables(
             self._words[: self._size], self._bits, self.num_substrings
         )
@@ -351,7 +343,7 @@ class HammingIndex:
             complete = multi_index.top_k(
                 query_words,
                 db_words,
-                *tables[:4],
+                *tables[:5],
                 tables.num_indexed,
                 self._bits,
                 self._give_up_budget(),
@@ -395,7 +387,7 @@ class HammingIndex:
         counts = np.full(num_query, -1, np.int64)
         if self.uses_multi_index(1) and self._size and num_query:
             tables = self._current_tables()
-            table_arguments = (*tables[:4], tables.num_indexed)
+            table_arguments = (*tables[:5], tables.num_indexed)
             counts = multi_index.count_within_radius(
                 query_words, db_words, *table_arguments, radius, self._give_up_budget()
             )
@@ -418,34 +410,15 @@ class HammingIndex:
         return offsets, distances, ids
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the versioned, checksummed format (see the layout above): the codes, the mode and
-        a forced m. Atomic: a temporary file, fsynced, then renamed; removed if writing fails."""
-        path = os.fspath(path)
-        header = _HEADERS[_VERSION].pack(
-            _MAGIC,
-            _VERSION,
-            self._bits,
-            self.num_words,
-            MODES.index(self._mode),
-            self._size,
-            self._forced_substrings or 0,
-            0,
+        """Writes the codes, the mode and a forced m to the versioned, checksummed format of
+        `index_file` (atomically; the tables are rebuilt on first use after `load`)."""
+        index_file.write(
+            path,
+            words=self._words[: self._size],
+            bits=self._bits,
+            mode=MODES.index(self._mode),
+            num_substrings=self._forced_substrings or 0,
         )
-        payload = np.ascontiguousarray(self._words[: self._size], dtype="<u8").tobytes()
-        digest = hashlib.sha256(header + payload).digest()
-        temporary = f"{path}.tmp-{os.getpid()}"
-        try:
-            with open(temporary, "wb") as stream:
-                stream.write(header)
-                stream.write(payload)
-                stream.write(digest)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HammingIndex:
@@ -453,43 +426,16 @@ class HammingIndex:
 
         Raises:
           ValueError: naming the file, when it is not an index file, has an unknown format version,
-            is truncated or padded, or fails its checksum.
+            is truncated or padded, fails its checksum, or holds an unknown mode.
         """
-        path = os.fspath(path)
-        with open(path, "rb") as stream:
-            data = stream.read()
-        if len(data) < 12 or data[:8] != _MAGIC:
-            raise ValueError(f"{path}: not a HammingIndex file (bad magic or too short)")
-        (version,) = struct.unpack_from("<I", data, 8)
-        if version not in _HEADERS:
+        stored = index_file.read(path)
+        if stored.mode >= len(MODES) or stored.num_substrings > stored.bits:
             raise ValueError(
-                f"{path}: HammingIndex format version {version}; this reader supports "
-                f"{', '.join(map(str, _HEADERS))}"
+                f"{os.fspath(path)}: corrupt header (mode {stored.mode}, "
+                f"{stored.num_substrings} substrings)"
             )
-        header = _HEADERS[version]
-        if len(data) < header.size:
-            raise ValueError(f"{path}: truncated HammingIndex file: {len(data)} bytes")
-        if version == 1:
-            _, _, bits, num_words, _, count = header.unpack_from(data)
-            mode, num_substrings = 0, 0
-        else:
-            _, _, bits, num_words, mode, count, num_substrings, _ = header.unpack_from(data)
-        if bits < 1 or num_words != _num_words(bits):
-            raise ValueError(f"{path}: corrupt header (k={bits} with {num_words} words per code)")
-        expected = header.size + 8 * count * num_words + _DIGEST_SIZE
-        if len(data) != expected:
-            raise ValueError(
-                f"{path}: truncated or padded HammingIndex file: {len(data)} bytes, expected "
-                f"{expected} for {count} codes of k={bits}"
-            )
-        body = data[:-_DIGEST_SIZE]
-        if hashlib.sha256(body).digest() != data[-_DIGEST_SIZE:]:
-            raise ValueError(f"{path}: checksum mismatch, the HammingIndex file is corrupt")
-        if mode >= len(MODES) or num_substrings > bits:
-            raise ValueError(f"{path}: corrupt header (mode {mode}, {num_substrings} substrings)")
-        words = np.frombuffer(body, dtype="<u8", offset=header.size).astype(np.uint64)
         return cls(
-            PackedCodes(words.reshape(count, num_words), bits),
-            mode=MODES[mode],
-            num_substrings=num_substrings or None,
+            PackedCodes(stored.words, stored.bits),
+            mode=MODES[stored.mode],
+            num_substrings=stored.num_substrings or None,
         )
