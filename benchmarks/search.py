@@ -10,6 +10,7 @@ so. Timings are the fastest of `--repeats` interleaved rounds, for each count in
 timed against NumPy XOR + popcount + stable argsort.
 """
 
+import functools
 import logging
 import time
 
@@ -17,7 +18,7 @@ import numba
 import numpy as np
 from absl import app, flags
 
-from ltcmh_jax.index import HammingIndex, PackedCodes, pack_codes
+from ltcmh_jax.index import HammingIndex, PackedCodes, auto_uses_multi_index, pack_codes
 
 _NUM_QUERY = flags.DEFINE_integer("num_query", 2000, "Queries, drawn from the database rows.")
 _NUM_DB = flags.DEFINE_integer("num_db", 195_834, "Database codes (default: NUS-WIDE size).")
@@ -28,6 +29,12 @@ _THREADS = flags.DEFINE_list(
 )
 _MULTIHASH = flags.DEFINE_bool(
     "multihash", True, "Also time faiss IndexBinaryMultiHash (approximate) and print its recall."
+)
+_FAISS_USE_HEAP = flags.DEFINE_list(
+    "faiss_use_heap", ["true", "false"], "IndexBinaryFlat settings of use_heap to time."
+)
+_AUTO = flags.DEFINE_bool(
+    "auto", True, "Also time mode='auto' (its own copy of the tables when it probes them)."
 )
 _RANK_QUERIES = flags.DEFINE_integer(
     "rank_queries", 64, "Queries for the full ranking (its output is [queries, num_db])."
@@ -112,6 +119,12 @@ def _faiss_layout(codes, bits):
     return np.ascontiguousarray(as_bytes[:, : (bits + 7) // 8])
 
 
+def _faiss_search(index, use_heap, query_bytes, k):
+    if use_heap is not None:
+        index.use_heap = use_heap
+    return index.search(query_bytes, k)
+
+
 def _set_threads(threads, faiss):
     numba.set_num_threads(threads)
     if faiss is not None:
@@ -131,7 +144,7 @@ def main(argv):
     )
     linear = HammingIndex(codes, mode="linear")
     multi = HammingIndex(codes, mode="multi_index")
-    auto = HammingIndex(codes)
+    auto = HammingIndex(codes) if _AUTO.value else None
     start = time.perf_counter()
     multi.build_multi_index()
     print(
@@ -145,11 +158,11 @@ def main(argv):
     faiss_indexes = {}
     if faiss is not None:
         faiss_db = _faiss_layout(codes, bits)
-        for use_heap in (True, False):
-            flat = faiss.IndexBinaryFlat(bits)
-            flat.add(faiss_db)
-            flat.use_heap = use_heap
-            faiss_indexes[f"faiss IndexBinaryFlat use_heap={use_heap}"] = flat
+        flat = faiss.IndexBinaryFlat(bits)
+        flat.add(faiss_db)
+        # use_heap=True (the default) keeps a heap per query; False counts per distance, as we do.
+        for use_heap in (value.lower() == "true" for value in _FAISS_USE_HEAP.value):
+            faiss_indexes[f"faiss IndexBinaryFlat use_heap={use_heap}"] = (flat, use_heap)
         if _MULTIHASH.value:
             substring_bits = bits // multi.num_substrings
             start = time.perf_counter()
@@ -160,25 +173,26 @@ def main(argv):
                 f"faiss IndexBinaryMultiHash(nhash={multi.num_substrings}, b={substring_bits}, "
                 f"nflip=2) built in {time.perf_counter() - start:.1f} s"
             )
-            faiss_indexes["faiss IndexBinaryMultiHash"] = multihash
+            faiss_indexes["faiss IndexBinaryMultiHash"] = (multihash, None)
         del faiss_db
 
     thread_counts = [int(t) for t in _THREADS.value or [1, numba.config.NUMBA_NUM_THREADS]]
     for top_k in (int(k) for k in _TOP_K.value):
         print(
             f"\n== top-{top_k}; auto mode chooses "
-            f"{'multi_index' if auto.uses_multi_index(top_k) else 'linear'} here"
+            f"{'multi_index' if auto_uses_multi_index(num_db, top_k) else 'linear'} here"
         )
         for threads in dict.fromkeys(thread_counts):
             _set_threads(threads, faiss)
             searches = {
                 "linear": lambda k=top_k: linear.search(queries, k),
                 "multi_index": lambda k=top_k: multi.search(queries, k),
-                "auto": lambda k=top_k: auto.search(queries, k),
             }
-            for name, faiss_index in faiss_indexes.items():
-                searches[name] = lambda k=top_k, faiss_index=faiss_index: faiss_index.search(
-                    query_bytes, k
+            if auto is not None:
+                searches["auto"] = lambda k=top_k: auto.search(queries, k)
+            for name, (faiss_index, use_heap) in faiss_indexes.items():
+                searches[name] = functools.partial(
+                    _faiss_search, faiss_index, use_heap, query_bytes, top_k
                 )
             for function in searches.values():
                 function()  # compile, build tables, warm caches
@@ -207,8 +221,8 @@ def main(argv):
                 )
             flat_times = [s for n, s in times.items() if n.startswith("faiss IndexBinaryFlat")]
             print(
-                f"ratio multi_index / linear: {times['linear'] / times['multi_index']:.2f}x; "
-                f"auto / linear: {times['linear'] / times['auto']:.2f}x"
+                f"ratio multi_index / linear: {times['linear'] / times['multi_index']:.2f}x"
+                + (f"; auto / linear: {times['linear'] / times['auto']:.2f}x" if auto else "")
                 + (
                     f"; multi_index / faiss IndexBinaryFlat (its faster setting): "
                     f"{min(flat_times) / times['multi_index']:.2f}x; linear / faiss flat: "

@@ -177,6 +177,12 @@ _GIVE_UP_FRACTION = 8
 _REBUILD_FRACTION = 4
 
 
+def auto_uses_multi_index(num_codes: int, k: int) -> bool:
+    """mode="auto"'s choice for a top-k search over n codes: the multi-index for n >=
+    `AUTO_MIN_CODES` and k <= n * `AUTO_MAX_K_FRACTION`, else the scan."""
+    return num_codes >= AUTO_MIN_CODES and k <= num_codes * AUTO_MAX_K_FRACTION
+
+
 class HammingIndex:
     """Exact k-nearest-neighbour and range search over packed binary codes by Hamming distance.
 
@@ -269,7 +275,7 @@ class HammingIndex:
     def uses_multi_index(self, k: int) -> bool:
         """Whether a top-`k` search probes the multi-index (mode and, for "auto", n and k)."""
         if self._mode == "auto":
-            return self._size >= AUTO_MIN_CODES and k <= self._size * AUTO_MAX_K_FRACTION
+            return auto_uses_multi_index(self._size, k)
         return self._mode == "multi_index"
 
     def build_multi_index(self) -> None:
