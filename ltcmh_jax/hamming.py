@@ -38,7 +38,7 @@ _LANE_HIGHS = np.uint64(0x8080808080808080)
 
 
 @intrinsic
-def _popcount(typingctx, word):
+def popcount(typingctx, word):
     """LLVM `ctpop`: one POPCNT instruction on x86-64 (numba has no popcount of its own)."""
     if word != types.uint64:
         return None
@@ -55,7 +55,7 @@ def _popcount(typingctx, word):
 def _distance(query_words, db_words, row):
     total = 0
     for word in range(query_words.shape[0]):
-        total += _popcount(query_words[word] ^ db_words[row, word])
+        total += popcount(query_words[word] ^ db_words[row, word])
     return total
 
 
@@ -79,7 +79,7 @@ def _fill_rank_codes(query_words, query_label_words, db_words, db_label_words, r
         db_label_flat = db_label_words.reshape(-1)
         for row in range(db_flat.shape[0]):
             relevant = 1 if (query_label_word & db_label_flat[row]) != 0 else 0
-            rank_codes[row] = (_popcount(query_word ^ db_flat[row]) << 1) | relevant
+            rank_codes[row] = (popcount(query_word ^ db_flat[row]) << 1) | relevant
     else:
         for row in range(db_words.shape[0]):
             rank_codes[row] = 2 * _distance(query_words, db_words, row) + _shares_label(
@@ -93,7 +93,7 @@ def _fill_distances(query_words, db_words, distances):
         query_word = query_words[0]
         db_flat = db_words.reshape(-1)
         for row in range(db_flat.shape[0]):
-            distances[row] = _popcount(query_word ^ db_flat[row])
+            distances[row] = popcount(query_word ^ db_flat[row])
     else:
         for row in range(db_words.shape[0]):
             distances[row] = _distance(query_words, db_words, row)
@@ -549,3 +549,44 @@ def top_k_by_counting(query_words, db_words, bits, distances, ids):
                 end = min(start + counts[distance], k)
                 distances[query, start:end] = distance
                 start = end
+
+
+@numba.njit(parallel=True, cache=True)
+def count_within_radius(query_words, db_words, radius):
+    """Per query, the database rows within Hamming distance `radius`: `[num_query]` int64."""
+    num_query = query_words.shape[0]
+    found = np.zeros(num_query, np.int64)
+    for query in prange(num_query):
+        total = 0
+        for row in range(db_words.shape[0]):
+            if _distance(query_words[query], db_words, row) <= radius:
+                total += 1
+        found[query] = total
+    return found
+
+
+@numba.njit(parallel=True, cache=True)
+def fill_within_radius(query_words, db_words, radius, starts, distances, ids):
+    """Writes the rows within `radius` of query q, ordered by (distance, row), to
+    `distances[starts[q]:]` int32 and `ids[starts[q]:]` int64 (sizes from `count_within_radius`).
+
+    A counting sort per query: one pass for the histogram of distances <= radius, one to scatter.
+    """
+    for query in prange(query_words.shape[0]):
+        counts = np.zeros(radius + 1, np.int64)
+        for row in range(db_words.shape[0]):
+            distance = _distance(query_words[query], db_words, row)
+            if distance <= radius:
+                counts[distance] += 1
+        next_slot = np.empty(radius + 1, np.int64)
+        filled = starts[query]
+        for distance in range(radius + 1):
+            next_slot[distance] = filled
+            filled += counts[distance]
+        for row in range(db_words.shape[0]):
+            distance = _distance(query_words[query], db_words, row)
+            if distance <= radius:
+                slot = next_slot[distance]
+                next_slot[distance] = slot + 1
+                distances[slot] = distance
+                ids[slot] = row

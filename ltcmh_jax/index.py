@@ -1,193 +1,107 @@
-"""Bit-packed hash codes and `HammingIndex`, exact Hamming search with a checked file format.
+"""`HammingIndex`: exact Hamming k-NN and range search by linear scan or multi-index hashing.
 
-Codes travel in one of two forms, told apart by dtype alone:
-- {-1, +1} codes: a float or signed-integer array `[n, k]` whose entries are all -1 or +1
-  (`sign` of a network output; a 0 from `sign(0)` is refused, not guessed).
-- packed codes: uint64 words `[n, ceil(k / 64)]` from `pack_codes`; bit j of a code (1 for +1) is
-  bit j % 64 of word j // 64 and the padding bits are 0. `pack_codes` returns a `PackedCodes`, an
-  `np.ndarray` that also carries `bits` (= k). A plain uint64 array is read as packed with
-  k = 64 * num_words, since k cannot be recovered from the words when k is not a multiple of 64.
-Any other dtype (bool, unsigned bytes, ...) is refused with a ValueError.
+Codes are {-1, +1} or packed (see `codes`); the packing names are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import struct
-from typing import NamedTuple
 
 import numpy as np
 
-from ltcmh_jax import hamming
-from ltcmh_jax.files import write_atomic
+from ltcmh_jax import hamming, index_file, multi_index
+from ltcmh_jax.codes import (
+    Codes,
+    PackedCodes,
+    as_packed_codes,
+    bits_hint,
+    num_words,
+    pack_codes,
+    unpack_codes,
+)
 
-_WORD_BITS = 64
+__all__ = [
+    "AUTO_MAX_K_FRACTION",
+    "AUTO_MIN_CODES",
+    "MODES",
+    "Codes",
+    "HammingIndex",
+    "PackedCodes",
+    "as_packed_codes",
+    "auto_uses_multi_index",
+    "bits_hint",
+    "pack_codes",
+    "unpack_codes",
+]
 
-
-class PackedCodes(np.ndarray):
-    """uint64 words `[n, ceil(bits / 64)]` with the code length `bits` attached.
-
-    Row slices keep `bits`; anything that changes the number of words is caught by
-    `as_packed_codes` the next time the array is used.
-    """
-
-    bits: int | None
-
-    def __new__(cls, words, bits: int):
-        words = np.ascontiguousarray(words, dtype=np.uint64)
-        obj = words.view(cls)
-        obj.bits = int(bits)
-        return obj
-
-    def __array_finalize__(self, obj):
-        self.bits = getattr(obj, "bits", None)
-
-
-class Codes(NamedTuple):
-    """Validated packed codes: `words [n, num_words]` contiguous uint64 and the code length."""
-
-    words: np.ndarray
-    bits: int
-
-
-def _num_words(bits: int) -> int:
-    return (bits + _WORD_BITS - 1) // _WORD_BITS
-
-
-def _pack_bits(bits_set: np.ndarray) -> np.ndarray:
-    """`[n, b]` bool -> `[n, ceil(b / 64)]` uint64, bit j in word j // 64 at position j % 64."""
-    num_rows, num_bits = bits_set.shape
-    as_bytes = np.packbits(bits_set, axis=1, bitorder="little")
-    padded = np.zeros((num_rows, 8 * _num_words(num_bits)), np.uint8)
-    padded[:, : as_bytes.shape[1]] = as_bytes
-    # Little-endian words, so byte b of a row holds bits 8b..8b+7 on every host.
-    return np.ascontiguousarray(padded.view("<u8").astype(np.uint64, copy=False))
+MODES = ("auto", "linear", "multi_index")
+# mode="auto" probes the multi-index from this many codes on (below it a scan of the packed codes
+# stays in cache; measured in benchmarks/search.py and docs/SCALING.md) ...
+AUTO_MIN_CODES = 1 << 20
+# ... and for k up to this fraction of n (a large k reads most buckets anyway).
+AUTO_MAX_K_FRACTION = 1 / 1024
+# A multi-index query that visits more than n / this many bucket entries is handed to the scan,
+# so a query far from every code costs at most a fraction more than the scan.
+_GIVE_UP_FRACTION = 8
+# Tables are rebuilt when more than 1 / this of the codes were added after they were built.
+_REBUILD_FRACTION = 4
 
 
-def _validate_signed_codes(codes: np.ndarray, name: str) -> None:
-    if codes.dtype == np.bool_ or not (
-        np.issubdtype(codes.dtype, np.floating) or np.issubdtype(codes.dtype, np.signedinteger)
-    ):
-        raise ValueError(
-            f"{name}: dtype {codes.dtype} is neither {{-1, +1}} codes (float or signed int) nor "
-            "packed uint64 words from pack_codes"
-        )
-    if codes.ndim != 2 or codes.shape[1] == 0:
-        raise ValueError(f"{name}: expected codes [n, k] with k >= 1, got shape {codes.shape}")
-    bad = (codes != 1) & (codes != -1)
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        raise ValueError(
-            f"{name}: codes must be -1 or +1, found {codes[row, column].item()!r} at row {row}, "
-            f"column {column}"
-        )
-
-
-def pack_codes(codes) -> PackedCodes:
-    """Packs {-1, +1} codes `[n, k]` into uint64 words `[n, ceil(k / 64)]` (+1 -> bit set).
-
-    Already-packed input (uint64) is returned validated, unchanged.
-
-    Raises:
-      ValueError: when the codes hold anything other than -1 and +1, or are not `[n, k]`.
-    """
-    if isinstance(codes, np.ndarray) and codes.dtype == np.uint64:
-        words, bits = as_packed_codes(codes, name="codes")
-        return PackedCodes(words, bits)
-    codes = np.asarray(codes)
-    _validate_signed_codes(codes, "codes")
-    return PackedCodes(_pack_bits(codes > 0), codes.shape[1])
-
-
-def unpack_codes(packed, bits: int | None = None, *, dtype=np.float32) -> np.ndarray:
-    """Inverse of `pack_codes`: `[n, bits]` {-1, +1} codes of `dtype`.
-
-    `bits` defaults to the `PackedCodes.bits` of the input (64 * num_words for a plain array).
-    """
-    words, packed_bits = as_packed_codes(packed, name="packed", bits=bits)
-    as_bytes = np.ascontiguousarray(words.astype("<u8", copy=False)).view(np.uint8)
-    bits_set = np.unpackbits(as_bytes, axis=1, count=packed_bits, bitorder="little")
-    return np.where(bits_set.astype(bool), 1, -1).astype(dtype)
-
-
-def as_packed_codes(codes, *, name: str = "codes", bits: int | None = None) -> Codes:
-    """Validates {-1, +1} or packed codes and returns them packed (see the module docstring).
-
-    Args:
-      codes: `[n, k]` {-1, +1} codes, or uint64 words `[n, ceil(k / 64)]`.
-      name: names the argument in error messages.
-      bits: k for plain uint64 input (overrides `PackedCodes.bits`); checked against the words.
-
-    Raises:
-      ValueError: naming `name`, for other dtypes or values, a bad shape, a word count that does not
-        fit `bits`, set padding bits, or k > 32767.
-    """
-    if isinstance(codes, np.ndarray) and codes.dtype == np.uint64:
-        if codes.ndim != 2 or codes.shape[1] == 0:
-            raise ValueError(
-                f"{name}: packed codes must be uint64 words [n, ceil(k / 64)], got shape "
-                f"{codes.shape}"
-            )
-        if bits is None:
-            bits = getattr(codes, "bits", None)
-        if bits is None:
-            bits = _WORD_BITS * codes.shape[1]
-        bits = int(bits)
-        if bits < 1 or _num_words(bits) != codes.shape[1]:
-            raise ValueError(
-                f"{name}: {codes.shape[1]} uint64 words per code do not hold k={bits} bits "
-                f"(need {_num_words(max(bits, 1))})"
-            )
-        words = np.ascontiguousarray(codes.view(np.ndarray), dtype=np.uint64)
-        spare = bits % _WORD_BITS
-        if spare and codes.shape[0] and (words[:, -1] >> np.uint64(spare)).any():
-            row = int(np.flatnonzero(words[:, -1] >> np.uint64(spare))[0])
-            raise ValueError(
-                f"{name}: row {row} has bits set beyond k={bits} (padding must be 0); were these "
-                "codes packed with a different k?"
-            )
-    else:
-        codes = np.asarray(codes)
-        _validate_signed_codes(codes, name)
-        if bits is not None and bits != codes.shape[1]:
-            raise ValueError(f"{name}: codes have k={codes.shape[1]} bits, expected k={bits}")
-        bits = codes.shape[1]
-        words = _pack_bits(codes > 0)
-    if bits > hamming.MAX_BITS:
-        raise ValueError(f"{name}: k={bits} bits is above the supported {hamming.MAX_BITS}")
-    return Codes(words, bits)
-
-
-def bits_hint(codes) -> str:
-    """The note to add to a k-mismatch error when k was guessed from a plain uint64 array."""
-    if type(codes) is np.ndarray and codes.dtype == np.uint64:
-        return " (a plain uint64 array is read as k = 64 * words; pass PackedCodes(words, bits))"
-    return ""
-
-
-# File layout, all little-endian:
-#   magic 8s | version u32 | bits u32 | num_words u32 | reserved u32 | count u64   (32 bytes)
-#   payload: count * num_words uint64 words
-#   sha256 of header + payload (32 bytes)
-_MAGIC = b"LTCMHIDX"
-_VERSION = 1
-_HEADER = struct.Struct("<8sIIIIQ")
-_DIGEST_SIZE = 32
+def auto_uses_multi_index(num_codes: int, k: int) -> bool:
+    """mode="auto"'s choice for a top-k search over n codes: the multi-index for n >=
+    `AUTO_MIN_CODES` and k <= n * `AUTO_MAX_K_FRACTION`, else the scan."""
+    return num_codes >= AUTO_MIN_CODES and k <= num_codes * AUTO_MAX_K_FRACTION
 
 
 class HammingIndex:
-    """Exact k-nearest-neighbour search over packed binary codes by Hamming distance.
+    """Exact k-nearest-neighbour and range search over packed binary codes by Hamming distance.
 
-    Search is a counting sort over the k + 1 possible distances (`hamming.top_k_by_counting`):
-    results are ordered by distance, ties by id (the row number in insertion order).
+    Two exact modes give identical results, ordered by distance, ties by id (the row number in
+    insertion order):
+    - "linear": a counting sort over the k + 1 possible distances of every code
+      (`hamming.top_k_by_counting`), O(n) per query.
+    - "multi_index": multi-index hashing (`multi_index`; Norouzi, Punjani and Fleet 2012),
+      sub-linear per query when the neighbours are near; its tables, built on first use, hold
+      `multi_index_bytes`: per code and substring a uint32 id plus a copy of the code for codes
+      of up to 128 bits, so 4 + 8 ceil(k / 64) bytes times m (48 bytes per 64-bit code at m = 4,
+      n = 1e7; 36 at m = 3, n = 1e8), plus 4 (2^s + 1) bytes of offsets per table.
+    - "auto" (default): the multi-index when `auto_uses_multi_index(n, k)`, else the scan.
+    Range search (`range_search`) follows the same rule with k = 1.
     """
 
-    def __init__(self, codes, *, bits: int | None = None):
-        """Builds the index from `[n, k]` {-1, +1} or packed codes (n may be 0 for packed input)."""
+    def __init__(
+        self,
+        codes,
+        *,
+        bits: int | None = None,
+        mode: str = "auto",
+        num_substrings: int | None = None,
+    ):
+        """Builds the index from `[n, k]` {-1, +1} or packed codes (n may be 0 for packed input).
+
+        Args:
+          mode: one of `MODES` (see the class docstring).
+          num_substrings: m for the multi-index, 1..k; default from n and k
+            (`multi_index.substring_count`).
+        """
         words, self._bits = as_packed_codes(codes, name="codes", bits=bits)
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        if num_substrings is not None and (
+            isinstance(num_substrings, bool)
+            or not isinstance(num_substrings, int | np.integer)
+            or not 1 <= num_substrings <= self._bits
+            or -(-self._bits // num_substrings) > multi_index.MAX_SUBSTRING_BITS
+        ):
+            raise ValueError(
+                f"num_substrings: expected an integer m in 1..{self._bits} with substrings of at "
+                f"most {multi_index.MAX_SUBSTRING_BITS} bits, got {num_substrings!r}"
+            )
+        self._mode = mode
+        self._forced_substrings = num_substrings
         self._words = words
         self._size = words.shape[0]
+        self._tables: multi_index.Tables | None = None
 
     @property
     def bits(self) -> int:
@@ -196,7 +110,11 @@ class HammingIndex:
 
     @property
     def num_words(self) -> int:
-        return _num_words(self._bits)
+        return num_words(self._bits)
+
+    @property
+    def mode(self) -> str:
+        return self._mode
 
     def __len__(self) -> int:
         return self._size
@@ -208,6 +126,44 @@ class HammingIndex:
         view.flags.writeable = False
         return view
 
+    @property
+    def num_substrings(self) -> int:
+        """m, the substrings of the multi-index (forced, or chosen from the current n and k)."""
+        if self._forced_substrings is not None:
+            return self._forced_substrings
+        return multi_index.substring_count(self._size, self._bits)
+
+    @property
+    def multi_index_bytes(self) -> int:
+        """Bytes held by the multi-index tables (0 until a search builds them): 2^s + 1 offsets
+        and n ids per substring table, uint32 below 2^32 codes."""
+        return 0 if self._tables is None else self._tables.nbytes
+
+    @property
+    def multi_index_tables(self) -> multi_index.Tables | None:
+        """The multi-index tables, None until a search (or `build_multi_index`) builds them."""
+        return self._tables
+
+    def uses_multi_index(self, k: int) -> bool:
+        """Whether a top-`k` search probes the multi-index (mode and, for "auto", n and k)."""
+        if self._mode == "auto":
+            return auto_uses_multi_index(self._size, k)
+        return self._mode == "multi_index"
+
+    def build_multi_index(self) -> None:
+        """Builds (or rebuilds) the multi-index tables over every stored code now."""
+        self._tables = multi_index.build_tables(
+            self._words[: self._size], self._bits, self.num_substrings
+        )
+
+    def _current_tables(self) -> multi_index.Tables:
+        tables = self._tables
+        if tables is None or _REBUILD_FRACTION * (self._size - tables.num_indexed) > max(
+            tables.num_indexed, 1
+        ):
+            self.build_multi_index()
+        return self._tables
+
     def _checked(self, codes, name: str) -> np.ndarray:
         words, bits = as_packed_codes(codes, name=name, bits=None)
         if bits != self._bits:
@@ -218,7 +174,11 @@ class HammingIndex:
         return words
 
     def add(self, codes) -> None:
-        """Appends codes; their ids continue from `len(self)`. Amortised O(n) by doubling."""
+        """Appends codes; their ids continue from `len(self)`. Amortised O(n) by doubling.
+
+        Built multi-index tables are kept: a search scans the codes added since and rebuilds the
+        tables once those are more than a quarter of the indexed ones.
+        """
         words = self._checked(codes, "codes")
         needed = self._size + words.shape[0]
         if needed > self._words.shape[0]:
@@ -227,6 +187,9 @@ class HammingIndex:
             self._words = grown
         self._words[self._size : needed] = words
         self._size = needed
+
+    def _give_up_budget(self) -> int:
+        return max(4096, self._size // _GIVE_UP_FRACTION)
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest stored codes to each query.
@@ -237,7 +200,7 @@ class HammingIndex:
 
         Returns:
           `(distances [num_query, min(k, n)] int32, ids [num_query, min(k, n)] int64)`, sorted by
-          distance, ties by id.
+          distance, ties by id; the same in every mode.
 
         Raises:
           ValueError: for k < 1, an empty index, or queries whose code length differs (naming both).
@@ -250,47 +213,107 @@ class HammingIndex:
         k = min(int(k), self._size)
         distances = np.empty((query_words.shape[0], k), np.int32)
         ids = np.empty((query_words.shape[0], k), np.int64)
-        hamming.top_k_by_counting(
-            query_words, self._words[: self._size], self._bits, distances, ids
-        )
+        db_words = self._words[: self._size]
+        pending = np.arange(query_words.shape[0])
+        if self.uses_multi_index(k) and query_words.shape[0]:
+            tables = self._current_tables()
+            keys = np.empty((query_words.shape[0], k), np.int64)
+            complete = multi_index.top_k(
+                query_words,
+                db_words,
+                *tables[:5],
+                tables.num_indexed,
+                self._bits,
+                self._give_up_budget(),
+                keys,
+            )
+            distances[complete] = keys[complete] >> multi_index.ID_BITS
+            ids[complete] = keys[complete] & multi_index.ID_MASK
+            pending = np.flatnonzero(~complete)
+        if pending.size == query_words.shape[0]:
+            hamming.top_k_by_counting(query_words, db_words, self._bits, distances, ids)
+        elif pending.size:
+            pending_distances = np.empty((pending.size, k), np.int32)
+            pending_ids = np.empty((pending.size, k), np.int64)
+            hamming.top_k_by_counting(
+                query_words[pending], db_words, self._bits, pending_distances, pending_ids
+            )
+            distances[pending] = pending_distances
+            ids[pending] = pending_ids
         return distances, ids
 
+    def range_search(self, queries, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every stored code within Hamming distance `radius` of each query.
+
+        Args:
+          queries: `[num_query, bits]` {-1, +1} or packed codes with the index's k.
+          radius: 0..k, inclusive.
+
+        Returns:
+          `(offsets [num_query + 1] int64, distances [total] int32, ids [total] int64)`: query q's
+          codes are `[offsets[q]:offsets[q + 1]]`, sorted by distance, ties by id; the same in
+          every mode (the multi-index is used under the same rule as for top-1).
+        """
+        if isinstance(radius, bool) or not isinstance(radius, int | np.integer):
+            raise ValueError(f"radius: expected an integer in 0..{self._bits}, got {radius!r}")
+        if not 0 <= radius <= self._bits:
+            raise ValueError(f"radius: expected an integer in 0..{self._bits}, got {radius!r}")
+        query_words = self._checked(queries, "queries")
+        radius = int(radius)
+        num_query = query_words.shape[0]
+        db_words = self._words[: self._size]
+        counts = np.full(num_query, -1, np.int64)
+        if self.uses_multi_index(1) and self._size and num_query:
+            tables = self._current_tables()
+            table_arguments = (*tables[:5], tables.num_indexed)
+            counts = multi_index.count_within_radius(
+                query_words, db_words, *table_arguments, radius, self._give_up_budget()
+            )
+        scanned = np.flatnonzero(counts < 0)
+        if scanned.size:
+            counts[scanned] = hamming.count_within_radius(query_words[scanned], db_words, radius)
+        offsets = np.zeros(num_query + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        distances = np.empty(offsets[-1], np.int32)
+        ids = np.empty(offsets[-1], np.int64)
+        probed = np.setdiff1d(np.arange(num_query), scanned)
+        if probed.size:
+            multi_index.fill_within_radius(
+                query_words, db_words, *table_arguments, radius, probed, offsets, distances, ids
+            )
+        if scanned.size:
+            hamming.fill_within_radius(
+                query_words[scanned], db_words, radius, offsets[scanned], distances, ids
+            )
+        return offsets, distances, ids
+
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the versioned, checksummed format (see the layout above); atomic via rename."""
-        path = os.fspath(path)
-        header = _HEADER.pack(_MAGIC, _VERSION, self._bits, self.num_words, 0, self._size)
-        payload = np.ascontiguousarray(self._words[: self._size], dtype="<u8").tobytes()
-        digest = hashlib.sha256(header + payload).digest()
-        write_atomic(path, lambda stream: stream.write(header + payload + digest), suffix=".hidx")
+        """Writes the codes, the mode and a forced m to the versioned, checksummed format of
+        `index_file` (atomically; the tables are rebuilt on first use after `load`)."""
+        index_file.write(
+            path,
+            words=self._words[: self._size],
+            bits=self._bits,
+            mode=MODES.index(self._mode),
+            num_substrings=self._forced_substrings or 0,
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HammingIndex:
-        """Reads a file written by `save`.
+        """Reads a file written by `save` (format version 2, or version 1: mode "auto").
 
         Raises:
-          ValueError: naming the file, when it is not an index file, has another format version,
-            is truncated or padded, or fails its checksum.
+          ValueError: naming the file, when it is not an index file, has an unknown format version,
+            is truncated or padded, fails its checksum, or holds an unknown mode.
         """
-        path = os.fspath(path)
-        with open(path, "rb") as stream:
-            data = stream.read()
-        if len(data) < _HEADER.size or data[:8] != _MAGIC:
-            raise ValueError(f"{path}: not a HammingIndex file (bad magic or too short)")
-        magic, version, bits, num_words, _, count = _HEADER.unpack_from(data)
-        if version != _VERSION:
+        stored = index_file.read(path)
+        if stored.mode >= len(MODES) or stored.num_substrings > stored.bits:
             raise ValueError(
-                f"{path}: HammingIndex format version {version}; this reader supports {_VERSION}"
+                f"{os.fspath(path)}: corrupt header (mode {stored.mode}, "
+                f"{stored.num_substrings} substrings)"
             )
-        if bits < 1 or num_words != _num_words(bits):
-            raise ValueError(f"{path}: corrupt header (k={bits} with {num_words} words per code)")
-        expected = _HEADER.size + 8 * count * num_words + _DIGEST_SIZE
-        if len(data) != expected:
-            raise ValueError(
-                f"{path}: truncated or padded HammingIndex file: {len(data)} bytes, expected "
-                f"{expected} for {count} codes of k={bits}"
-            )
-        body = data[:-_DIGEST_SIZE]
-        if hashlib.sha256(body).digest() != data[-_DIGEST_SIZE:]:
-            raise ValueError(f"{path}: checksum mismatch, the HammingIndex file is corrupt")
-        words = np.frombuffer(body, dtype="<u8", offset=_HEADER.size).astype(np.uint64)
-        return cls(PackedCodes(words.reshape(count, num_words), bits))
+        return cls(
+            PackedCodes(stored.words, stored.bits),
+            mode=MODES[stored.mode],
+            num_substrings=stored.num_substrings or None,
+        )

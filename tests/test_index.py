@@ -1,13 +1,15 @@
 """Packing, `HammingIndex` search against a sort, and the checked file format."""
 
+import hashlib
 import os
+import struct
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltcmh_jax import hamming
+from ltcmh_jax import hamming, index_file
 from ltcmh_jax.index import HammingIndex, PackedCodes, as_packed_codes, pack_codes, unpack_codes
 
 
@@ -146,7 +148,7 @@ def _saved(tmp_path):
         (lambda data: data + b"\0", "truncated or padded HammingIndex file"),
         (lambda data: data[:10], "not a HammingIndex file"),
         (lambda data: b"NOTANIDX" + data[8:], "not a HammingIndex file"),
-        (lambda data: data[:8] + b"\x02" + data[9:], "format version 2; this reader supports 1"),
+        (lambda data: data[:8] + b"\x03" + data[9:], "format version 3; this reader supports 1, 2"),
         (lambda data: data[:12] + b"\x00" + data[13:], r"corrupt header \(k=0"),
         (lambda data: data[:50] + bytes([data[50] ^ 1]) + data[51:], "checksum mismatch"),
         (lambda data: data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:], "checksum mismatch"),
@@ -158,6 +160,58 @@ def test_corrupt_files_are_refused_naming_the_file(tmp_path, damage, message):
     with pytest.raises(ValueError, match=message) as error:
         HammingIndex.load(path)
     assert str(path) in str(error.value)
+
+
+def test_version_1_files_still_load_as_auto(tmp_path):
+    codes = pack_codes(random_codes(6, 70, seed=8))
+    header = struct.pack("<8sIIIIQ", b"LTCMHIDX", 1, 70, 2, 0, 6)
+    payload = np.asarray(codes).astype("<u8").tobytes()
+    path = tmp_path / "old.index"
+    path.write_bytes(header + payload + hashlib.sha256(header + payload).digest())
+    loaded = HammingIndex.load(path)
+    assert (loaded.bits, len(loaded), loaded.mode) == (70, 6, "auto")
+    np.testing.assert_array_equal(loaded.words, codes)
+
+
+def test_mode_and_forced_substrings_survive_save_and_load(tmp_path):
+    path = tmp_path / "mi.index"
+    HammingIndex(random_codes(20, 64, seed=9), mode="multi_index", num_substrings=5).save(path)
+    loaded = HammingIndex.load(path)
+    assert (loaded.mode, loaded.num_substrings) == ("multi_index", 5)
+    HammingIndex(random_codes(20, 64, seed=9), mode="linear").save(path)
+    assert HammingIndex.load(path).mode == "linear"
+
+
+def test_an_unknown_mode_in_a_checksummed_file_is_refused(tmp_path):
+    path = tmp_path / "bad_mode.index"
+    index_file.write(path, words=np.zeros((2, 1), np.uint64), bits=8, mode=7, num_substrings=0)
+    with pytest.raises(ValueError, match=r"bad_mode.index: corrupt header \(mode 7"):
+        HammingIndex.load(path)
+
+
+def test_a_failed_save_leaves_no_temporary(tmp_path, monkeypatch):
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        HammingIndex(random_codes(4, 16)).save(tmp_path / "x.index")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"mode": "fast"}, "mode: expected one of"),
+        ({"num_substrings": 0}, "num_substrings: expected an integer m in 1..64"),
+        ({"num_substrings": 65}, "num_substrings: expected an integer m in 1..64"),
+        ({"num_substrings": 2}, "substrings of at most 24 bits"),
+        ({"num_substrings": True}, "num_substrings"),
+    ],
+)
+def test_bad_options_name_the_option(options, message):
+    with pytest.raises(ValueError, match=message):
+        HammingIndex(random_codes(4, 64), **options)
 
 
 @settings(max_examples=50, deadline=None)
