@@ -236,7 +236,8 @@ def test_image_only_protocol_is_the_same_trainer_with_one_modality(tiny_data):
     )
     state = trainer.jitted.update_similarity(state, trainer.device_labels)
     expected = losses.label_similarity(
-        losses.average_hausdorff(jnp.asarray(features), jnp.asarray(trainer.train_labels))
+        losses.average_hausdorff(jnp.asarray(features), jnp.asarray(trainer.train_labels)),
+        scale=trainer.config.label_similarity,
     )
     np.testing.assert_allclose(
         np.asarray(state.modalities["image"].similarity), expected, rtol=1e-5, atol=1e-6
