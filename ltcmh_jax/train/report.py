@@ -59,7 +59,7 @@ class ProgressBar:
         self.warm = False
         self.bar = None
         if self.enabled:
-            self.bar = tqdm.autonotebook.tqdm(
+            options = dict(
                 total=total_epochs,
                 initial=first_epoch,
                 unit="epoch",
@@ -68,6 +68,10 @@ class ProgressBar:
                 smoothing=0,
                 bar_format="{l_bar}{bar}| {n:.1f}/{total} epochs [{elapsed}<{remaining}]{postfix}",
             )
+            try:
+                self.bar = tqdm.autonotebook.tqdm(**options)
+            except ImportError:  # a notebook without ipywidgets: the text bar, still in place
+                self.bar = tqdm.std.tqdm(**options)
 
     def update(self, done_epochs: float, label: str = "", *, final: bool = False) -> None:
         if self.bar is None:
