@@ -219,21 +219,25 @@ def fit(
 
 @contextlib.contextmanager
 def _epoch_log(*, enabled: bool):
-    """INFO lines of the "ltcmh_jax" logger on stderr for the block, unless already handled."""
+    """INFO lines of the "ltcmh_jax" logger on stderr for the block, unless the caller set that
+    logger up (a handler of its own, or a level at INFO or below)."""
     logger = logging.getLogger("ltcmh_jax")
-    if not enabled or logger.handlers or logging.getLogger().handlers:
+    if not enabled or logger.handlers or logger.getEffectiveLevel() <= logging.INFO:
         yield
         return
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    level = logger.level
+    saved = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # Not also through the root's handlers (absl installs one): each line once.
+    logger.propagate = False
     try:
         yield
     finally:
         logger.removeHandler(handler)
-        logger.setLevel(level)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def restore(config: TrainConfig, workdir: str, *, dataset, scores: dict) -> Result:
