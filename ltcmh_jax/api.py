@@ -23,7 +23,7 @@ import numpy as np
 from ltcmh_jax import data as data_lib
 from ltcmh_jax import sharding as sharding_lib
 from ltcmh_jax.checkpoint import Checkpointer
-from ltcmh_jax.train import inputs
+from ltcmh_jax.train import inputs, report
 from ltcmh_jax.train.config import TrainConfig
 from ltcmh_jax.train.evaluation import retrieval_scores
 from ltcmh_jax.train.loop import train_and_evaluate
@@ -225,8 +225,7 @@ def _epoch_log(*, enabled: bool):
     if not enabled or logger.handlers or logger.getEffectiveLevel() <= logging.INFO:
         yield
         return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler = report.ConsoleHandler()
     saved = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
