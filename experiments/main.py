@@ -109,7 +109,14 @@ def main(argv):
     # Orbax logs every save at INFO through absl; keep those at WARNING and the library's own
     # (standard logging, "ltcmh_jax") lines at INFO: one line per epoch.
     logging.set_verbosity(logging.WARNING)
-    std_logging.getLogger("ltcmh_jax").setLevel(std_logging.INFO)
+    library_log = std_logging.getLogger("ltcmh_jax")
+    library_log.setLevel(std_logging.INFO)
+    # Bare lines above the progress line, not absl's 60-character prefix on each.
+    from ltcmh_jax.train.report import ConsoleHandler
+
+    if not any(isinstance(handler, ConsoleHandler) for handler in library_log.handlers):
+        library_log.addHandler(ConsoleHandler())
+    library_log.propagate = False
     workdir_existed = os.path.exists(_WORKDIR.value)
     try:
         from ltcmh_jax import sharding

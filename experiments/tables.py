@@ -51,6 +51,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     std_logging.getLogger("ltcmh_jax").setLevel(std_logging.INFO)
     experiment = f"table{_TABLE.value}" if _TABLE.value else f"figure{_FIGURE.value}"
+    from ltcmh_jax.train import TrainingInterrupted
+
     try:
         from experiments import aggregate, grid
 
@@ -68,6 +70,10 @@ def main(argv):
         outputs = aggregate.write_outputs(
             experiment, records, _WORKDIR.value, dataset=_DATASET.value
         )
+    except TrainingInterrupted as interrupted:
+        # Finished runs are kept; the same command reuses them and resumes this one.
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        sys.exit(130)
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
         logging.debug("failed", exc_info=True)
         sys.exit(f"error: {error}")

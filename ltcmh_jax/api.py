@@ -9,8 +9,10 @@ call `ltcmh_jax.train.train_and_evaluate`; `fit` hands it a `MultiModalDataset` 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import logging
 import math
 import os
 import tempfile
@@ -21,7 +23,7 @@ import numpy as np
 from ltcmh_jax import data as data_lib
 from ltcmh_jax import sharding as sharding_lib
 from ltcmh_jax.checkpoint import Checkpointer
-from ltcmh_jax.train import inputs
+from ltcmh_jax.train import inputs, report
 from ltcmh_jax.train.config import TrainConfig
 from ltcmh_jax.train.evaluation import retrieval_scores
 from ltcmh_jax.train.loop import train_and_evaluate
@@ -155,6 +157,7 @@ def fit(
     epochs: int = 50,
     workdir: str | None = None,
     label_names: tuple[str, ...] = (),
+    log_epochs: bool = True,
     **settings,
 ) -> Result:
     """Trains `method` on paired arrays and evaluates it on a query / database split of them.
@@ -172,6 +175,8 @@ def fit(
         again with the same workdir and arguments returns the finished run, a larger `epochs`
         continues it.
       label_names: `c` names of the labels.
+      log_epochs: print the per-epoch summaries (logger "ltcmh_jax") to stderr when nothing
+        else handles that logger, as in a fresh notebook.
       **settings: any other `TrainConfig` field (`num_query=`, `z1=`, `lr_image=`, `seed=`, ...).
 
     Raises:
@@ -207,8 +212,31 @@ def fit(
     ).validate()
     if workdir is None:
         workdir = tempfile.mkdtemp(prefix="ltcmh-")
-    scores = train_and_evaluate(config, workdir, dataset=dataset)
+    with _epoch_log(enabled=log_epochs):
+        scores = train_and_evaluate(config, workdir, dataset=dataset)
     return restore(config, workdir, dataset=dataset, scores=scores)
+
+
+@contextlib.contextmanager
+def _epoch_log(*, enabled: bool):
+    """INFO lines of the "ltcmh_jax" logger on stderr for the block, unless the caller set that
+    logger up (a handler of its own, or a level at INFO or below)."""
+    logger = logging.getLogger("ltcmh_jax")
+    if not enabled or logger.handlers or logger.getEffectiveLevel() <= logging.INFO:
+        yield
+        return
+    handler = report.ConsoleHandler()
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    # Not also through the root's handlers (absl installs one): each line once.
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def restore(config: TrainConfig, workdir: str, *, dataset, scores: dict) -> Result:

@@ -181,7 +181,10 @@ def _read_rows(rows) -> list[dict]:
 
 def panel_of(key: str) -> str:
     """The panel a metrics.jsonl key is drawn in: the loss terms of a phase together (`image/*`),
-    every MAP together, time alone; other grouped keys (`group/name`) by their group."""
+    query-set MAP together, per-label head / tail MAP together (not on the query-set MAP's scale:
+    they average over labels, not queries), time alone; other `group/name` keys by their group."""
+    if key.startswith("map_") and key.endswith(("_head", "_tail", "_tail_only")):
+        return "MAP per label: head / tail"
     if key.startswith("map_") or key == "chance_map":
         return "MAP (query set)"
     if key in ("seconds", "train_seconds"):
@@ -257,13 +260,13 @@ def plot_training_curves(
                 ys = ys / abs(ys[0])
             label = key.partition("/")[2] or key.removeprefix("map_") or key
             panel.plot(xs, ys, marker="." if len(xs) < 30 else None, label=label)
-        if name.startswith("MAP") and chance is not None:
+        if name == "MAP (query set)" and chance is not None:
             panel.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
         panel.set_title(name + (" (relative to first)" if relative else ""), fontsize=10)
         panel.set_xlabel(x_key or "row")
         panel.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         panel.grid(alpha=0.3)
-        if len(series) > 1 or (name.startswith("MAP") and chance is not None):
+        if len(series) > 1 or (name == "MAP (query set)" and chance is not None):
             panel.legend(fontsize=7, loc="best")
     for panel in list(axes.flat)[len(panels) :]:
         panel.set_visible(False)

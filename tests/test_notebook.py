@@ -34,6 +34,7 @@ def test_the_colab_notebook_runs_headless(tmp_path):
     assert "chance-level MAP" in text  # the main job's report
     assert "data-set rows of the 5 nearest images" in text
     assert "(8, 16) True" in text  # the gradient of the likelihood
+    assert "epoch 2/2" in text  # fit's per-epoch summaries show in a fresh kernel
     images = [
         output
         for cell in notebook.cells

@@ -74,7 +74,8 @@ def test_plot_training_curves_from_rows_and_from_jsonl(tmp_path):
 def test_training_curves_group_keys_into_panels_with_the_chance_line(tmp_path, monkeypatch):
     assert plots.panel_of("image/likelihood") == "image"
     assert plots.panel_of("autoencoder/j2_hsic") == "autoencoder"
-    assert plots.panel_of("map_t2i_head") == "MAP (query set)"
+    assert plots.panel_of("map_t2i") == "MAP (query set)"
+    assert plots.panel_of("map_t2i_head") == "MAP per label: head / tail"
     assert plots.panel_of("seconds") == "seconds per epoch"
     assert plots.panel_of("mechanism/flipped_bits") == "mechanism"  # extra scalars of the loop
     assert plots.panel_of("lr") == "lr"

@@ -48,10 +48,20 @@ def test_progress_bar_redraws_one_line_in_a_terminal_with_the_eta_from_after_war
     bar.update(1, final=True)
     assert bar.bar.initial == 1  # the rate (and so the ETA) counts from the end of epoch 1
     bar.update(4, final=True)
-    assert bar.bar is None  # closed at the last epoch
+    bar.close()
+    assert bar.bar is None
     text = stream.getvalue()
     assert "\n" not in text.rstrip("\n")  # redrawn in place with carriage returns
     assert "\r" in text and "4.0/4 epochs" in text and "image" in text
+
+
+def test_console_handler_prints_bare_messages():
+    stream = io.StringIO()
+    logger = logging.getLogger("test_console_handler")
+    logger.addHandler(report.ConsoleHandler(stream))
+    logger.propagate = False
+    logger.warning("epoch %d/%d", 3, 5)
+    assert stream.getvalue() == "epoch 3/5\n"
 
 
 def test_summary_every_interval_shows_phase_totals_only(caplog):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -59,15 +60,21 @@ class ProgressBar:
         self.warm = False
         self.bar = None
         if self.enabled:
-            self.bar = tqdm.autonotebook.tqdm(
+            options = dict(
                 total=total_epochs,
                 initial=first_epoch,
                 unit="epoch",
                 file=self.stream,
-                dynamic_ncols=True,
+                # A pseudo-terminal may report 0 columns, which would truncate the line to nothing.
+                dynamic_ncols=shutil.get_terminal_size((0, 0)).columns > 0,
+                ncols=None if shutil.get_terminal_size((0, 0)).columns > 0 else 100,
                 smoothing=0,
                 bar_format="{l_bar}{bar}| {n:.1f}/{total} epochs [{elapsed}<{remaining}]{postfix}",
             )
+            try:
+                self.bar = tqdm.autonotebook.tqdm(**options)
+            except ImportError:  # a notebook without ipywidgets: the text bar, still in place
+                self.bar = tqdm.std.tqdm(**options)
 
     def update(self, done_epochs: float, label: str = "", *, final: bool = False) -> None:
         if self.bar is None:
@@ -80,13 +87,27 @@ class ProgressBar:
             self.bar.initial = done_epochs
         self.bar.set_postfix_str(label, refresh=False)
         self.bar.refresh()
-        if final and done_epochs >= self.total:
-            self.close()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class ConsoleHandler(logging.Handler):
+    """Log records as bare messages on stderr through `tqdm.write`, which lifts the progress line
+    above each message instead of printing over it."""
+
+    def __init__(self, stream=None):
+        super().__init__()
+        self.stream = stream
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.std.tqdm.write(self.format(record), file=self.stream or sys.stderr)
+        except Exception:  # noqa: BLE001 -- logging must not fail a run
+            self.handleError(record)
 
 
 def clock(seconds: float) -> str:
