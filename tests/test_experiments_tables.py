@@ -26,9 +26,10 @@ TINY_FLAGS = """# tiny test grid
 --bits=16
 --epochs=1
 --batch_size=64
---lr_image=1
---lr_text=1
---eta=0.01
+--min_steps=0
+--lr_image=0.01
+--lr_text=0.01
+--lr_autoencoder=0.01
 --text_hidden=128
 --ae_hidden=32
 --checkpoint_every=0
@@ -46,7 +47,7 @@ def tiny_configs(tmp_path):
 
 def test_read_flagfile_gives_typed_training_fields_and_names_a_bad_line(tmp_path):
     fields = settings.read_flagfile(os.path.join(CONFIGS, "synthetic.flags"))
-    assert fields["bits"] == 64 and fields["lr_image"] == 0.3 and fields["method"] == "ltcmh"
+    assert fields["bits"] == 64 and fields["epochs"] == 50 and fields["method"] == "ltcmh"
     assert "workdir" not in fields
     train_lib.TrainConfig(**fields).validate()
     bad = tmp_path / "bad.flags"
@@ -57,8 +58,8 @@ def test_read_flagfile_gives_typed_training_fields_and_names_a_bad_line(tmp_path
 
 def test_grids_hold_the_paper_arms_with_one_base_config():
     table2 = grid.grid("table2", bits=(16, 32), repeats=3, configs_dir=CONFIGS, quick=True)
-    assert len(table2) == 3 * 2 * 3
-    assert {run.config.method for run in table2} == {"dcmh", "metacmh", "ltcmh"}
+    assert len(table2) == 5 * 2 * 3
+    assert {run.config.method for run in table2} == {"scm", "cca_itq", "dcmh", "metacmh", "ltcmh"}
     assert {run.folder for run in table2} == {"table2"}
     assert {run.config.seed for run in table2} == {0, 1, 2}
     assert {run.config.epochs for run in table2} == {grid.QUICK_EPOCHS}
@@ -70,7 +71,7 @@ def test_grids_hold_the_paper_arms_with_one_base_config():
             if run.config.bits == bits
         ]
         assert all(field == fields[0] for field in fields)
-    assert table2[0].workdir("/r") == "/r/table2/dcmh-full-16-seed0"
+    assert table2[0].workdir("/r") == "/r/table2/scm-full-16-seed0"
     figure3 = grid.grid("figure3", bits=(32,), repeats=2, configs_dir=CONFIGS)
     assert [run.name for run in figure3[::2]] == [
         f"ltcmh-{variant}-32-seed0"
@@ -83,6 +84,7 @@ def test_grids_hold_the_paper_arms_with_one_base_config():
     }
     table4 = grid.grid("table4", bits=(16,), repeats=1, configs_dir=CONFIGS)
     assert {run.config.modality for run in table4} == {"image"}
+    assert {run.config.method for run in table4} == {"dcmh", "metacmh", "ltcmh"}
     with pytest.raises(ValueError, match="--repeats"):
         grid.grid("table2", repeats=0, configs_dir=CONFIGS)
     with pytest.raises(FileNotFoundError, match="--dataset"):
@@ -130,22 +132,22 @@ def test_runner_produces_tables_figures_and_resumes_without_training_again(
 
     monkeypatch.setattr(train_lib.Trainer, "run_epoch", counting)
 
-    # Interrupted after three runs...
+    # Interrupted in the fourth run (the two floors, then DCMH, finished)...
     calls = []
 
     def interrupted(config, workdir):
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise KeyboardInterrupt
         calls.append(workdir)
         return train_lib.train_and_evaluate(config, workdir)
 
     with pytest.raises(KeyboardInterrupt):
         grid.run_grid(runs, root, train_fn=interrupted)
-    assert len(epochs_run) == 2
+    assert epochs_run == ["dcmh"]
     finished = {path: os.path.getmtime(os.path.join(path, "results.json")) for path in calls}
-    # ... then resumed: only the third trains.
+    # ... then resumed: only MetaCMH and LtCMH train.
     records = grid.run_grid(runs, root)
-    assert len(epochs_run) == 3 and len(records) == 3
+    assert epochs_run == ["dcmh", "metacmh", "ltcmh"] and len(records) == 5
     for path, mtime in finished.items():
         assert os.path.getmtime(os.path.join(path, "results.json")) == mtime
     # A third pass trains nothing.
@@ -155,12 +157,13 @@ def test_runner_produces_tables_figures_and_resumes_without_training_again(
     out = tmp_path / "out"
     table = aggregate.write_outputs("table2", records, str(out))
     text = (out / "table2.md").read_text()
-    for method in ("DCMH", "MetaCMH", "LtCMH"):
+    for method in ("SCM", "CCA-ITQ", "DCMH", "MetaCMH", "LtCMH"):
         assert f"| I->T | {method} |" in text and f"| T->I | {method} |" in text
-    assert "LtCMH vs DCMH" in text and "vs MetaCMH" in text and table["figures"] == []
+    assert "LtCMH vs SCM" in text and "vs DCMH" in text and "vs MetaCMH" in text
+    assert table["figures"] == []
     with open(out / "table2.csv") as stream:
         rows = list(csv.DictReader(stream))
-    assert len(rows) == 3 * 2 and {row["repeats"] for row in rows} == {"1"}
+    assert len(rows) == 5 * 2 and {row["repeats"] for row in rows} == {"1"}
     figure = aggregate.write_outputs("figure2", records, str(out))
     assert figure["figures"] == [str(out / "figure2-16bits.png")]
     assert os.path.getsize(figure["figures"][0]) > 1000

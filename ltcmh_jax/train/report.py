@@ -214,14 +214,16 @@ def write_plots(
         return []
     written = []
     try:
-        written.append(
-            plots.plot_training_curves(
-                history,
-                os.path.join(workdir, "training_curves.png"),
-                title=f"Training: {run_name}" if run_name else "Training",
-                chance=chance,
+        # A closed-form floor has no epochs, so no training curves.
+        if history:
+            written.append(
+                plots.plot_training_curves(
+                    history,
+                    os.path.join(workdir, "training_curves.png"),
+                    title=f"Training: {run_name}" if run_name else "Training",
+                    chance=chance,
+                )
             )
-        )
         names = ("I->T", "T->I") if "db_text_codes" in codes else ("I->I",)
         curves = {
             name: metrics.pr_curve_by_radius(
