@@ -170,7 +170,8 @@ def fit(
       bits: code length k.
       split: "longtail" (split sizes suggested from the label counts by `suggest_longtail_split`
         unless given) or "balanced".
-      epochs: training epochs.
+      epochs: training epochs, raised by the step budget (`min_steps`, 2,000 steps a phase by
+        default) on a small training set; pass `min_steps=0` for exactly `epochs`.
       workdir: where the run's files go; None: a new temporary directory (kept). Calling `fit`
         again with the same workdir and arguments returns the finished run, a larger `epochs`
         continues it.

@@ -13,9 +13,10 @@ TINY_SETTINGS = dict(
     batch_size=32,
     text_hidden=256,
     ae_hidden=64,
-    lr_image=1.0,
-    lr_text=1.0,
-    eta=0.01,
+    lr_image=1e-2,
+    lr_text=1e-2,
+    lr_autoencoder=1e-2,
+    min_steps=0,
     num_query=200,
     progress=False,
 )
