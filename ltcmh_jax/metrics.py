@@ -42,6 +42,21 @@ from ltcmh_jax.ranking import (
 )
 from ltcmh_jax.ranking import TIE_BREAKS as TIE_BREAKS
 
+__all__ = [
+    "PRCurve",
+    "TIE_BREAKS",
+    "average_precision",
+    "chance_map",
+    "evaluate",
+    "head_tail_map",
+    "label_ap",
+    "mean_average_precision",
+    "per_label_map",
+    "pr_curve_by_radius",
+    "precision_at_k",
+    "tail_only_map",
+]
+
 # Queries per kernel call for the functions below; a module global so that a test can shrink it
 # and cross the chunk seams on a small problem.
 _QUERY_CHUNK = QUERY_CHUNK

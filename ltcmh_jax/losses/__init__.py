@@ -23,3 +23,19 @@ from ltcmh_jax.losses.hausdorff import average_hausdorff as average_hausdorff
 from ltcmh_jax.losses.hausdorff import label_similarity as label_similarity
 from ltcmh_jax.losses.independence import hsic as hsic
 from ltcmh_jax.losses.independence import normalized_hsic as normalized_hsic
+
+__all__ = [
+    "autoencoder_loss",
+    "average_hausdorff",
+    "balance_loss",
+    "commonality_matching_loss",
+    "commonality_regularizer",
+    "dcmh_likelihood",
+    "hash_loss",
+    "hsic",
+    "label_similarity",
+    "normalized_hsic",
+    "quantization_loss",
+    "reconstruction_loss",
+    "similarity_matrix",
+]
