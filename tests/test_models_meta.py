@@ -126,3 +126,20 @@ def test_normalized_selector_input_gates_the_same_whatever_the_scale_of_f():
     # F scaled by 1e-2 and the memories by 1e3: M^v is F^v's scale times the same shape.
     small = meta(0.01 * direct, commonality=1e3 * commonality, individuality=individuality)
     np.testing.assert_allclose(np.asarray(small), 0.01 * expected, rtol=1e-3, atol=1e-5)
+
+
+def test_normalized_meta_feature_has_finite_gradients_at_a_zero_row():
+    # A text with no words gives F^y = 0 exactly (zero biases at the start).
+    meta = MetaFeature(BITS, normalize_selector_input=True, rngs=nnx.Rngs(0))
+    for selector in (meta.commonality_selector, meta.individuality_selector):
+        selector.kernel[...] = _array(7, (BITS, BITS))
+    direct = _array(0, (3, BITS))
+    direct[1] = 0.0
+    commonality, individuality = _array(1, (3, BITS)), _array(2, (3, BITS))
+    commonality[2] = 0.0
+
+    def total(inputs):
+        return jnp.sum(meta(inputs, commonality=commonality, individuality=individuality) ** 2)
+
+    gradient = jax.grad(total)(jnp.asarray(direct))
+    assert np.all(np.isfinite(np.asarray(gradient)))

@@ -64,7 +64,7 @@ class MetaFeature(nnx.Module):
         selector_input = direct
         if self.normalize_selector_input:
             selector_input = selector_scale(direct)
-            size = jnp.sqrt(jnp.mean(jnp.square(direct), axis=-1, keepdims=True))
+            size = root_mean_square(direct)
             if commonality is not None:
                 commonality = selector_scale(commonality) * size
             if individuality is not None:
@@ -77,11 +77,17 @@ class MetaFeature(nnx.Module):
         return meta
 
 
+def root_mean_square(values: jax.Array, *, epsilon: float = 1e-6) -> jax.Array:
+    """`[n, 1]` sqrt(mean(values^2) + epsilon^2) per row: smooth at a zero row, where the plain
+    root's derivative is infinite (a text with no words has F^y = 0 exactly at the start, and
+    0 * inf made the first text step NaN on the icon set)."""
+    return jnp.sqrt(jnp.mean(jnp.square(values), axis=-1, keepdims=True) + epsilon**2)
+
+
 def selector_scale(direct: jax.Array, *, epsilon: float = 1e-6) -> jax.Array:
     """`[n, k]` rows of F^v divided by their root mean square (a parameter-free RMS norm), so a
     selector sees the same input whatever the scale of F^v; a zero row stays zero."""
-    rms = jnp.sqrt(jnp.mean(jnp.square(direct), axis=-1, keepdims=True))
-    return direct / (rms + epsilon)
+    return direct / root_mean_square(direct, epsilon=epsilon)
 
 
 class Memory(nnx.Variable):
