@@ -64,7 +64,11 @@ def test_console_handler_prints_bare_messages():
     assert stream.getvalue() == "epoch 3/5\n"
 
 
-def test_summary_every_interval_shows_phase_totals_only(caplog):
+def test_summary_every_interval_shows_phase_totals_only(caplog, monkeypatch):
+    # An entry-point test earlier in the run may have stopped "ltcmh_jax" from propagating to the
+    # root logger (its console handler); caplog listens at the root.
+    for name in ("ltcmh_jax", "ltcmh_jax.train"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     assert report.summary_interval(50) == 5 and report.summary_interval(3) == 1
     assert report.summary_interval(50, eval_every=10) == 10
     row = {
