@@ -24,8 +24,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Seeds per cell (the paper: 10).")
 _DATASET = flags.DEFINE_enum(
     "dataset",
     "synthetic",
-    ["synthetic", "mirflickr25k", "nuswide"],
-    "synthetic (no download), or the real set from --data_dir with its flagfiles.",
+    ["synthetic", "mdi_icons", "mirflickr25k", "nuswide"],
+    "synthetic or mdi_icons (embedded, no download), or the real set from --data_dir with its "
+    "flagfiles.",
 )
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Folder of the real data set's .mat files.")
 _BITS = flags.DEFINE_list("bits", ["16", "32", "64"], "Code lengths.")

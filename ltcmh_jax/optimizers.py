@@ -45,6 +45,7 @@ def make_optimizer(
     final_rate: float = 1e-6,
     clip_norm: float = 0.0,
     warmup_steps: int = 0,
+    weight_decay: float = 0.0,
 ) -> optax.GradientTransformation:
     """One parameter group's optax chain (see the module docstring).
 
@@ -55,6 +56,8 @@ def make_optimizer(
       final_rate: SGD's rate in the last epoch (ignored by Adam, which ends at 1% of `rate`).
       clip_norm: global-norm clipping threshold of the gradient; 0 turns clipping off.
       warmup_steps: Adam's linear warm-up from 0 (ignored by SGD, which has none in the paper).
+      weight_decay: decoupled weight decay (AdamW: each step shrinks the parameters by
+        `schedule * weight_decay`); 0 is plain Adam. Refused for SGD, whose paper recipe has none.
 
     Raises:
       ValueError: one line naming the flag (--optimizer, --clip_norm) for a bad value.
@@ -63,6 +66,10 @@ def make_optimizer(
         raise ValueError(f"--optimizer: must be one of {OPTIMIZERS}, got {name!r}")
     if not clip_norm >= 0:
         raise ValueError(f"--clip_norm: must be >= 0, got {clip_norm}")
+    if not weight_decay >= 0:
+        raise ValueError(f"--weight_decay: must be >= 0, got {weight_decay}")
+    if weight_decay and name == "sgd":
+        raise ValueError("--weight_decay: applies to --optimizer=adam (AdamW), not sgd")
     total_steps = max(1, epochs * steps_per_epoch)
     if name == "sgd":
         schedule = epoch_linear_decay(
@@ -78,7 +85,11 @@ def make_optimizer(
             decay_steps=total_steps,
             end_value=rate * _FINAL_SHARE,
         )
-        base = optax.adam(schedule)
+        base = (
+            optax.adamw(schedule, weight_decay=weight_decay)
+            if weight_decay
+            else optax.adam(schedule)
+        )
     if clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(clip_norm), base)
     return base

@@ -189,6 +189,17 @@ def panel_of(key: str) -> str:
         return "MAP (query set)"
     if key in ("seconds", "train_seconds"):
         return "seconds per epoch"
+    # The mechanism diagnostics and weighted loss terms, one panel per kind and phase (one per
+    # key made 21 panels that took most of a short run's plotting time and were hard to read).
+    if key.startswith("weighted_"):
+        phase = next((p for p in ("autoencoder", "image", "text") if key[9:].startswith(p)), "")
+        return f"{phase or 'loss'} terms x weights"
+    if key.startswith("diag_bits_flipped"):
+        return "bits meta features flip vs sign(F)"
+    if key.startswith("diag_commonality"):
+        return "commonality at query time vs C*"
+    if key.startswith("diag_r_"):
+        return "label similarity R: related / unrelated"
     group, _, name = key.partition("/")
     return group if name else key
 
@@ -252,7 +263,13 @@ def plot_training_curves(
             if points:
                 series[key] = points
         scales = [abs(points[0][1]) for points in series.values() if points[0][1]]
-        relative = len(series) > 1 and scales and max(scales) > 10 * min(scales)
+        # MAP panels keep their absolute scale: they are compared with chance and each other.
+        relative = (
+            not name.startswith("MAP")
+            and len(series) > 1
+            and scales
+            and max(scales) > 10 * min(scales)
+        )
         for key, points in series.items():
             xs, ys = zip(*points, strict=True)
             ys = np.asarray(ys)

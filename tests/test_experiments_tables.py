@@ -63,6 +63,7 @@ def test_grids_hold_the_paper_arms_with_one_base_config():
     assert {run.folder for run in table2} == {"table2"}
     assert {run.config.seed for run in table2} == {0, 1, 2}
     assert {run.config.epochs for run in table2} == {grid.QUICK_EPOCHS}
+    assert {run.config.min_steps for run in table2} == {0}  # no step budget undoing --quick
     # Every method of a code length shares every other setting (same rates, same eta).
     for bits in (16, 32):
         fields = [
@@ -85,6 +86,12 @@ def test_grids_hold_the_paper_arms_with_one_base_config():
     table4 = grid.grid("table4", bits=(16,), repeats=1, configs_dir=CONFIGS)
     assert {run.config.modality for run in table4} == {"image"}
     assert {run.config.method for run in table4} == {"dcmh", "metacmh", "ltcmh"}
+    icons = grid.grid("figure3", dataset="mdi_icons", bits=(64,), repeats=3, configs_dir=CONFIGS)
+    assert {(run.config.dataset, run.config.seed) for run in icons} == {
+        ("mdi_icons", seed) for seed in range(3)
+    }
+    with pytest.raises(ValueError, match="--table: 3"):
+        grid.grid("table3", dataset="mdi_icons", configs_dir=CONFIGS)
     with pytest.raises(ValueError, match="--repeats"):
         grid.grid("table2", repeats=0, configs_dir=CONFIGS)
     with pytest.raises(FileNotFoundError, match="--dataset"):

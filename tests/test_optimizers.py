@@ -55,6 +55,24 @@ def test_bad_names_are_one_line_errors_naming_the_flag():
         optimizers.make_optimizer("adam", rate=1.0, epochs=1, steps_per_epoch=1, clip_norm=-1)
 
 
+def test_weight_decay_is_adamw_decoupled_from_the_gradient():
+    """With a zero gradient AdamW still shrinks a parameter by rate * decay per step (plain Adam
+    would not move it); SGD refuses the flag, as its paper recipe has no decay."""
+    adamw = optimizers.make_optimizer(
+        "adam", rate=1e-2, epochs=1, steps_per_epoch=10, weight_decay=0.5
+    )
+    params = jnp.full((3,), 2.0)
+    update, _ = adamw.update(jnp.zeros(3), adamw.init(params), params)
+    np.testing.assert_allclose(update, -1e-2 * 0.5 * 2.0, rtol=1e-6)
+    adam = optimizers.make_optimizer("adam", rate=1e-2, epochs=1, steps_per_epoch=10)
+    update, _ = adam.update(jnp.zeros(3), adam.init(params), params)
+    np.testing.assert_array_equal(update, 0.0)
+    with pytest.raises(ValueError, match="--weight_decay"):
+        optimizers.make_optimizer("sgd", rate=1.0, epochs=1, steps_per_epoch=1, weight_decay=0.1)
+    with pytest.raises(ValueError, match="--weight_decay"):
+        optimizers.make_optimizer("adam", rate=1.0, epochs=1, steps_per_epoch=1, weight_decay=-1)
+
+
 @pytest.mark.parametrize(
     ("epochs", "steps", "budget", "expected"),
     [(50, 21, 0, 50), (50, 21, 1000, 50), (50, 3, 1000, 334), (5, 1, 7, 7)],

@@ -174,6 +174,11 @@ class TrainConfig:
     warmup: float = setting(
         0.05, "With --optimizer=adam, the share of the steps its rate warms up over.", minimum=0
     )
+    weight_decay: float = setting(
+        0.0,
+        "With --optimizer=adam, decoupled weight decay (AdamW) of every parameter group; 0: off.",
+        minimum=0,
+    )
     min_steps: int = setting(
         2000,
         "Step budget: --epochs is raised until each phase takes at least this many steps, so a "

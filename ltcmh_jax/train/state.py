@@ -87,6 +87,7 @@ class LearningRates:
     optimizer: str = "sgd"
     clip_norm: float = 0.0
     warmup: float = 0.0
+    weight_decay: float = 0.0
 
 
 def make_optimizers(rates: LearningRates) -> dict[str, optax.GradientTransformation]:
@@ -103,6 +104,7 @@ def make_optimizers(rates: LearningRates) -> dict[str, optax.GradientTransformat
             final_rate=rates.final,
             clip_norm=rates.clip_norm,
             warmup_steps=warmup_steps,
+            weight_decay=rates.weight_decay,
         )
 
     return {

@@ -63,12 +63,20 @@ def check_finite(phase: str, epoch: int, terms: dict[str, np.ndarray]) -> None:
             )
 
 
-def text_fields(text: np.ndarray, *, sparse: bool) -> dict[str, np.ndarray]:
-    """A text batch as the steps read it: dense "text", or "text_indices" / "text_values"."""
+def text_fields(text: np.ndarray, *, sparse: bool, bucket: bool = False) -> dict[str, np.ndarray]:
+    """A text batch as the steps read it: dense "text", or "text_indices" / "text_values".
+
+    bucket: round the sparse width up to a power of two (zero-valued padding adds nothing), so
+    that blocks of rows with different maximum tag counts share one compiled forward pass.
+    """
     text = np.asarray(text, np.float32)
     if sparse:
         indices, values = models.sparse_bag(text)
-        return {"text_indices": indices, "text_values": values}
+        if not bucket:
+            return {"text_indices": indices, "text_values": values}
+        width = indices.shape[1]
+        padding = ((0, 0), (0, (1 << (width - 1).bit_length()) - width))
+        return {"text_indices": np.pad(indices, padding), "text_values": np.pad(values, padding)}
     return {"text": text}
 
 
@@ -142,6 +150,7 @@ class Trainer:
             optimizer=config.optimizer,
             clip_norm=config.clip_norm,
             warmup=config.warmup,
+            weight_decay=config.weight_decay,
         )
         model = models.build_model(self.model_config, rngs=nnx.Rngs(config.seed))
         if config.cnnf_weights:
@@ -247,13 +256,17 @@ class Trainer:
         for start in range(0, rows.size, chunk):
             block = rows[start : start + chunk]
             size = block.size
-            # Pad the last block with copies of its last row so it splits over the devices.
-            padded = np.concatenate([block, np.repeat(block[-1:], (-size) % devices)])
+            # Pad every block to the full chunk with copies of its last row: one shape, so one
+            # compilation per modality whatever the split sizes (a new shape per set cost a
+            # compilation each), and the chunk splits over the devices.
+            padded = np.concatenate([block, np.repeat(block[-1:], chunk - size)])
             if modality == "image":
                 batch = {"image": self._image_input(self.dataset.image[padded])}
             else:
                 batch = text_fields(
-                    self._text_input(self.dataset.text[padded]), sparse=self.sparse_text
+                    self._text_input(self.dataset.text[padded]),
+                    sparse=self.sparse_text,
+                    bucket=True,
                 )
             feature, meta = self.jitted.forward[modality](
                 state, sharding_lib.put_batch(batch, self.mesh)
