@@ -26,7 +26,9 @@ from ltcmh_jax.train import TrainConfig, train_and_evaluate
 
 _DATASETS = flags.DEFINE_list("datasets", ["synthetic", "mdi_icons", "aloi"], "Data sets.")
 _METHODS = flags.DEFINE_list(
-    "methods", ["scm", "cca_itq", "dcmh", "metacmh", "ltcmh"], "Methods, floors first."
+    "methods",
+    ["scm", "cca_itq", "linear", "dcmh", "metacmh", "ltcmh"],
+    "Methods, floors first (linear: the ridge floor of issue 11).",
 )
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (split, initialisation, batches).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quality", "Where the runs go.")

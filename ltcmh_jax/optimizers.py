@@ -57,7 +57,7 @@ def make_optimizer(
       clip_norm: global-norm clipping threshold of the gradient; 0 turns clipping off.
       warmup_steps: Adam's linear warm-up from 0 (ignored by SGD, which has none in the paper).
       weight_decay: decoupled weight decay (AdamW: each step shrinks the parameters by
-        `schedule * weight_decay`); 0 is plain Adam. Refused for SGD, whose paper recipe has none.
+        `schedule * weight_decay`); 0 is plain Adam. Ignored by SGD: the paper's recipe has none.
 
     Raises:
       ValueError: one line naming the flag (--optimizer, --clip_norm) for a bad value.
@@ -68,8 +68,6 @@ def make_optimizer(
         raise ValueError(f"--clip_norm: must be >= 0, got {clip_norm}")
     if not weight_decay >= 0:
         raise ValueError(f"--weight_decay: must be >= 0, got {weight_decay}")
-    if weight_decay and name == "sgd":
-        raise ValueError("--weight_decay: applies to --optimizer=adam (AdamW), not sgd")
     total_steps = max(1, epochs * steps_per_epoch)
     if name == "sgd":
         schedule = epoch_linear_decay(

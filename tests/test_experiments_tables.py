@@ -47,7 +47,7 @@ def tiny_configs(tmp_path):
 
 def test_read_flagfile_gives_typed_training_fields_and_names_a_bad_line(tmp_path):
     fields = settings.read_flagfile(os.path.join(CONFIGS, "synthetic.flags"))
-    assert fields["bits"] == 64 and fields["epochs"] == 50 and fields["method"] == "ltcmh"
+    assert fields["bits"] == 64 and fields["epochs"] == 40 and fields["method"] == "ltcmh"
     assert "workdir" not in fields
     train_lib.TrainConfig(**fields).validate()
     bad = tmp_path / "bad.flags"

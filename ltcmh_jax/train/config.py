@@ -175,12 +175,13 @@ class TrainConfig:
         0.05, "With --optimizer=adam, the share of the steps its rate warms up over.", minimum=0
     )
     weight_decay: float = setting(
-        0.0,
-        "With --optimizer=adam, decoupled weight decay (AdamW) of every parameter group; 0: off.",
+        1.0,
+        "With --optimizer=adam, decoupled weight decay (AdamW: each step shrinks the parameters "
+        "by rate x this) of every parameter group; 0: plain Adam; sgd ignores it (docs/DESIGN.md).",
         minimum=0,
     )
     min_steps: int = setting(
-        2000,
+        1000,
         "Step budget: --epochs is raised until each phase takes at least this many steps, so a "
         "small training set is not left under-trained; 0: exactly --epochs.",
         minimum=0,
