@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 from absl import app, flags
+from absl import logging as absl_logging
 
 from experiments import settings
 from ltcmh_jax.train import TrainConfig, train_and_evaluate
@@ -65,6 +66,8 @@ def summary_line(dataset: str, method: str, results: list[dict]) -> str:
 
 def main(argv):
     del argv
+    # Orbax and JAX log every checkpoint manager at INFO through absl: keep the table readable.
+    absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger("ltcmh_jax").setLevel(logging.WARNING)
     base = settings.read_flagfile(_FLAGFILE.value)
     print(

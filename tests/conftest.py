@@ -5,6 +5,16 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# One persistent XLA compilation cache for the session, set before jax is imported and inherited by
+# the subprocesses the entry-point tests start: each test builds its own Trainer, whose jitted
+# steps are new functions to jax's in-memory cache but the same programs, so without it most of the
+# suite's time went to compiling the same tiny programs again.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="ltcmh-jax-test-xla-")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
