@@ -45,6 +45,13 @@ def correlation(first: np.ndarray, second: np.ndarray) -> float:
 def label_variance_share(values: np.ndarray, labels: np.ndarray) -> float:
     """Share of the variance of `values` explained by a least-squares fit on the labels (R^2).
 
+    The fit has an intercept and one coefficient per label. Rows with the same label set get
+    the same fitted value, so the residual is the spread within those groups plus a fit of the
+    group means weighted by group size. When no row has two labels the group patterns (one-hot
+    or empty, with the intercept) are linearly independent and the fit reproduces every group
+    mean, so no least-squares solve is needed: with 1,000 ALOI labels the direct `[n, c + 1]`
+    solve took about a second per epoch.
+
     Args:
       values: `[n, k]` e.g. C* or F^v of the training rows.
       labels: `[n, c]` multi-hot labels.
@@ -53,15 +60,30 @@ def label_variance_share(values: np.ndarray, labels: np.ndarray) -> float:
       R^2 in [0, 1]: how much label structure `values` carry.
     """
     values = np.asarray(values, np.float64)
-    design = np.concatenate([np.asarray(labels, np.float64), np.ones((len(values), 1))], axis=1)
-    if design.shape[0] != values.shape[0]:
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.shape[0] != values.shape[0]:
         raise ValueError(
             f"label_variance_share: values {values.shape} and labels {labels.shape} differ in n"
         )
-    coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
-    residual = values - design @ coefficients
     total = np.sum((values - values.mean(axis=0)) ** 2)
-    return float(1.0 - np.sum(residual**2) / total) if total > 0 else 0.0
+    if total <= 0:
+        return 0.0
+    members = labels != 0
+    # Labels no row has take no part in the fit.
+    patterns, group, sizes = np.unique(
+        members[:, members.any(axis=0)], axis=0, return_inverse=True, return_counts=True
+    )
+    group = group.reshape(-1)
+    means = np.zeros((len(patterns), values.shape[1]))
+    np.add.at(means, group, values)
+    means /= sizes[:, None]
+    residual = np.sum((values - means[group]) ** 2)
+    if patterns.sum(axis=1).max() > 1:
+        weight = np.sqrt(sizes)[:, None]
+        design = weight * np.concatenate([patterns, np.ones((len(patterns), 1))], axis=1)
+        coefficients, *_ = np.linalg.lstsq(design, weight * means, rcond=None)
+        residual += np.sum((design @ coefficients - weight * means) ** 2)
+    return float(1.0 - residual / total)
 
 
 def similarity_by_relation(similarity: np.ndarray, related: np.ndarray) -> dict[str, float]:

@@ -36,6 +36,39 @@ def test_label_variance_share():
     assert diagnostics.label_variance_share(rng.standard_normal((300, 2)), labels) < 0.03
 
 
+def direct_label_variance_share(values, labels):
+    """R^2 of the least-squares fit on `[labels, 1]` by one `lstsq` over all rows."""
+    design = np.concatenate([labels, np.ones((len(values), 1))], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
+    residual = values - design @ coefficients
+    return 1.0 - np.sum(residual**2) / np.sum((values - values.mean(axis=0)) ** 2)
+
+
+@pytest.mark.parametrize(
+    ("num_rows", "num_labels", "rate"),
+    [(512, 1000, None), (300, 8, 0.3), (200, 400, 0.01), (60, 5, None)],
+)
+def test_label_variance_share_matches_the_direct_fit(num_rows, num_labels, rate):
+    # One label per row (including c > n) takes the group-mean path; multi-hot rows, some with
+    # no label, the weighted fit of the group means.
+    rng = np.random.default_rng(num_labels)
+    if rate is None:
+        labels = np.eye(num_labels)[rng.integers(0, num_labels, num_rows)]
+    else:
+        labels = (rng.random((num_rows, num_labels)) < rate).astype(np.float64)
+    values = labels @ rng.standard_normal((num_labels, 6)) + rng.standard_normal((num_rows, 6))
+    assert diagnostics.label_variance_share(values, labels) == pytest.approx(
+        direct_label_variance_share(values, labels), abs=1e-9
+    )
+
+
+def test_label_variance_share_constant_values_and_bad_shapes():
+    labels = np.eye(3)[[0, 1, 2, 0]]
+    assert diagnostics.label_variance_share(np.ones((4, 2)), labels) == 0.0
+    with pytest.raises(ValueError, match="differ in n"):
+        diagnostics.label_variance_share(np.ones((3, 2)), labels)
+
+
 def test_similarity_by_relation():
     similarity = np.array([[1.0, 0.8, 0.1], [0.8, 1.0, 0.3], [0.1, 0.3, 1.0]])
     related = np.array([[True, True, False], [True, True, False], [False, False, True]])

@@ -106,6 +106,72 @@ def test_regularizer_float32_extremes():
     np.testing.assert_allclose(big / 1e30, base, rtol=1e-5)
 
 
+def many_label_inputs(n, num_labels, labels_per_row, k=5, seed=0):
+    """Labels drawn from the first 3 n of c labels, so most of c is absent from the batch."""
+    rng = np.random.default_rng(seed)
+    commonality = rng.standard_normal((n, k))
+    labels = np.zeros((n, num_labels))
+    for row in range(n):
+        labels[row, rng.choice(3 * n, labels_per_row, replace=False)] = 1
+    r_x, r_y = rng.random((2, num_labels, num_labels))
+    return commonality, labels, (r_x + r_x.T) / 2, (r_y + r_y.T) / 2
+
+
+def reference_relative_regularizer(commonality, labels, r_x, r_y):
+    present = labels.any(axis=0)
+    pairs = np.outer(present, present)
+    pair_weight = 0.5 * np.sum((r_x + r_y)[pairs])
+    centred = commonality - commonality.mean(axis=0)
+    spread = 2.0 * np.mean(np.sum(centred**2, axis=1))
+    return reference_regularizer(commonality, labels, r_x, r_y) / pair_weight / spread
+
+
+@pytest.mark.parametrize(
+    ("n", "labels_per_row", "gathered"), [(40, 1, True), (12, 2, False), (10, 5, False)]
+)
+@pytest.mark.parametrize("normalization", ["sum", "relative"])
+def test_regularizer_many_labels(n, labels_per_row, gathered, normalization):
+    # c = 300 labels and a batch of n rows: one label per row gathers the present labels (at
+    # most n); more present labels than rows take the [c, c, k] form. NaN in R where a label is
+    # absent must stay out of both.
+    commonality, labels, r_x, r_y = many_label_inputs(n, 300, labels_per_row)
+    assert (np.count_nonzero(labels.any(axis=0)) <= n) == gathered
+    absent = np.flatnonzero(~labels.any(axis=0))[:5]
+    r_x[absent, :] = r_x[:, absent] = np.nan
+    inputs = [np.asarray(a, np.float32) for a in (commonality, labels, r_x, r_y)]
+    got = jax.jit(
+        lambda c, y, x, z: losses.commonality_regularizer(c, y, x, z, normalization=normalization)
+    )(*inputs)
+    reference = reference_regularizer if normalization == "sum" else reference_relative_regularizer
+    np.testing.assert_allclose(got, reference(commonality, labels, r_x, r_y), rtol=2e-5)
+    gradients = jax.jit(
+        jax.grad(
+            lambda c, y, x, z: losses.commonality_regularizer(
+                c, y, x, z, normalization=normalization
+            ),
+            argnums=(0, 2, 3),
+        )
+    )(*inputs)
+    assert all(np.isfinite(g).all() for g in gradients)
+
+
+@pytest.mark.parametrize(("n", "labels_per_row"), [(6, 1), (4, 3)])
+def test_regularizer_many_labels_gradients(n, labels_per_row):
+    # The gathered branch (one label per row) and the full one (12 labels in 4 rows), c = 30.
+    with jax.enable_x64(True):
+        commonality, labels, r_x, r_y = many_label_inputs(n, 30, labels_per_row, k=3)
+        for normalization in ("sum", "relative"):
+            check_grads(
+                jax.jit(
+                    lambda c, x, y, normalization=normalization: losses.commonality_regularizer(
+                        c, labels, x, y, normalization=normalization
+                    )
+                ),
+                tuple(jnp.asarray(a) for a in (commonality, r_x, r_y)),
+                order=1,
+            )
+
+
 def test_regularizer_bad_shapes():
     commonality, labels, r_x, r_y = regularizer_inputs()
     with pytest.raises(ValueError, match=r"commonality \(20, 6\) and labels \(19, 4\)"):

@@ -47,6 +47,31 @@ def test_similarity_matrix_matches_loops():
     )
 
 
+@pytest.mark.parametrize(
+    ("labels_per_row", "with_label_0", "gathered"),
+    [(1, False, True), (2, True, True), (4, False, False)],
+)
+def test_similarity_matrix_many_labels(labels_per_row, with_label_0, gathered):
+    # c = 300 labels against a batch of 8 rows. Rows 0, 1, 4, 5 repeat rows 2 and 3 and row 7
+    # has no label, so fewer than 8 labels are present and the padding slots repeat column 0, absent
+    # from the batch or (with_label_0) present; 4 labels per row present more than 8 labels,
+    # which takes the product over all c.
+    rng = np.random.default_rng(labels_per_row)
+    num_labels, n = 300, 200
+    labels = np.zeros((n, num_labels), np.float32)
+    for row in range(n):
+        labels[row, rng.choice(np.arange(1, 40), labels_per_row, replace=False)] = 1
+    labels[-1, 0] = 1
+    batch = labels[:8].copy()
+    batch[[0, 1, 4, 5]] = batch[[2, 3, 2, 3]]
+    batch[7] = 0
+    batch[0, 0] = with_label_0
+    present = np.count_nonzero(batch.any(axis=0))
+    assert (present < len(batch)) == gathered
+    got = np.asarray(jax.jit(losses.similarity_matrix)(batch, labels))
+    np.testing.assert_array_equal(got, ((batch @ labels.T) > 0).astype(np.float32))
+
+
 def test_similarity_matrix_unlabelled_rows_and_bad_shapes():
     labels = np.array([[0, 0, 0], [1, 0, 1]], np.int32)
     np.testing.assert_array_equal(losses.similarity_matrix(labels, labels), [[0, 0], [0, 1]])

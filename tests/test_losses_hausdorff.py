@@ -32,6 +32,114 @@ def reference_hausdorff(features, labels):
     return result
 
 
+def reference_hausdorff_many(features, labels):
+    """H_ab of Eq. 4 for many labels: one float64 distance matrix, then per pair a <= b the two
+    directed sums of minima over its `[|a|, |b|]` block; inf where a set is empty."""
+    features = np.asarray(features, np.float64)
+    distances = np.linalg.norm(features[:, None] - features[None], axis=-1)
+    sets = [np.flatnonzero(labels[:, a]) for a in range(labels.shape[1])]
+    result = np.full((len(sets), len(sets)), np.inf)
+    for a, set_a in enumerate(sets):
+        for b in range(a, len(sets)):
+            set_b = sets[b]
+            if len(set_a) and len(set_b):
+                block = distances[np.ix_(set_a, set_b)]
+                total = block.min(axis=1).sum() + block.min(axis=0).sum()
+                result[a, b] = result[b, a] = total / (len(set_a) + len(set_b))
+    return result
+
+
+def many_label_data(n, num_labels, labels_per_row, dim=4, seed=0):
+    """Rows with `labels_per_row` labels each (Zipf-like: low labels are frequent), about a
+    tenth of the labels empty, and exact duplicate points inside and across labels."""
+    rng = np.random.default_rng(seed)
+    used = int(0.9 * num_labels)
+    weights = 1.0 / np.arange(1, used + 1)
+    labels = np.zeros((n, num_labels), np.float32)
+    for row in range(n):
+        chosen = rng.choice(used, labels_per_row, replace=False, p=weights / weights.sum())
+        labels[row, rng.permutation(num_labels)[:used][chosen]] = 1
+    centres = 3.0 * rng.standard_normal((num_labels, dim))
+    features = labels @ centres / labels_per_row + rng.standard_normal((n, dim))
+    features[1::17] = features[0::17][: len(features[1::17])]
+    return features.astype(np.float32), labels
+
+
+@pytest.mark.parametrize(
+    ("n", "num_labels", "labels_per_row", "chunk"),
+    [(700, 320, 1, 512), (700, 320, 1, 5), (400, 300, 3, 512), (400, 300, 3, 7)],
+)
+def test_many_labels_match_reference(n, num_labels, labels_per_row, chunk, monkeypatch):
+    # Hundreds of small labels: a chunk of pairs spans many labels (chunk 512) or a label spans
+    # several chunks (5, 7); empty labels, duplicates, blocks of 64 rows with a padded last one.
+    monkeypatch.setattr(hausdorff, "_PAIR_CHUNK", chunk)
+    features, labels = many_label_data(n, num_labels, labels_per_row)
+    assert not labels.any(axis=0).all()
+    got = np.asarray(
+        jax.jit(losses.average_hausdorff, static_argnames="block_size")(
+            features, labels, block_size=64
+        )
+    )
+    want = reference_hausdorff_many(features, labels)
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5)
+    present = labels.any(axis=0)
+    assert np.all(np.diag(got)[present] == 0.0)
+    np.testing.assert_array_equal(got, got.T)
+
+
+def test_nearest_member_ties_go_to_the_lowest_index_across_chunks(monkeypatch):
+    # Label 1 holds the same point at rows 3, 5, 9 and 12; with chunks of 2 pairs the copies
+    # fall into different chunks (and two share one). Every other row must pick row 3.
+    monkeypatch.setattr(hausdorff, "_PAIR_CHUNK", 2)
+    rng = np.random.default_rng(7)
+    features = rng.standard_normal((14, 3)).astype(np.float32)
+    features[[5, 9, 12]] = features[3]
+    features[[3, 5, 9, 12]] *= 0.01  # nearest to everything
+    labels = np.zeros((14, 3), bool)
+    labels[[3, 5, 9, 12], 1] = True
+    labels[[0, 1, 2, 4], 0] = True
+    labels[[6, 7, 8, 10, 11, 13], 2] = True
+    members = jnp.asarray(labels)
+    ranks, count = hausdorff._membership_ranks(members)
+    ids = jax.jit(
+        lambda p, m, r, k: hausdorff._nearest_member_ids(p, m, r, k, 4)  # noqa: B023
+    )(jnp.asarray(features - features.mean(0)), members, ranks, count)
+    outside = np.flatnonzero(~labels[:, 1])
+    np.testing.assert_array_equal(np.asarray(ids)[1, outside], 3)
+    np.testing.assert_array_equal(np.asarray(ids)[1, [3, 5, 9, 12]], [3, 5, 9, 12])
+
+
+@pytest.mark.parametrize("labels_per_row", [1, 2])
+def test_many_labels_gradients_match_finite_differences(labels_per_row):
+    # c = 300 labels over 60 rows (most labels empty or with one or two members), float64,
+    # forward and reverse mode; the sums' derivative is the dense matmul.
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(labels_per_row)
+        features = rng.standard_normal((60, 3))
+        labels = np.zeros((60, 300))
+        for row in range(60):
+            labels[row, rng.choice(300, labels_per_row, replace=False)] = 1
+        weights = jnp.asarray(rng.random((300, 300)))
+
+        def weighted(points):
+            distances = losses.average_hausdorff(points, labels, block_size=16)
+            return jnp.sum(weights * jnp.where(jnp.isfinite(distances), distances, 0.0))
+
+        check_grads(jax.jit(weighted), (jnp.asarray(features),), order=1)
+
+
+def test_many_labels_gradient_finite_with_duplicates_and_empty_labels():
+    features, labels = many_label_data(300, 320, 2, seed=3)
+
+    def total(points):
+        distances = losses.average_hausdorff(points, labels)
+        return jnp.sum(jnp.where(jnp.isfinite(distances), distances, 0.0))
+
+    assert np.isfinite(jax.jit(jax.grad(total))(features)).all()
+
+
 def reference_similarity(hausdorff_matrix, sigma=None):
     """R = exp(-H / sigma^2), sigma the mean of the finite off-diagonal H by default."""
     h = np.asarray(hausdorff_matrix, np.float64)
@@ -50,10 +158,11 @@ def multilabel_data(n=40, num_labels=5, dim=3, seed=0, rate=0.3):
     return features, labels
 
 
-@pytest.mark.parametrize(("block_size", "tile"), [(1, 3), (7, 3), (7, 256), (1024, 256)])
-def test_matches_reference(block_size, tile, monkeypatch):
-    # Small member tiles and blocks exercise padded last tiles and padded row blocks.
-    monkeypatch.setattr(hausdorff, "_MEMBER_TILE", tile)
+@pytest.mark.parametrize(("block_size", "chunk"), [(1, 3), (7, 3), (7, 512), (1024, 512)])
+def test_matches_reference(block_size, chunk, monkeypatch):
+    # Small pair chunks and blocks exercise labels split across chunks, padded last chunks and
+    # padded row blocks.
+    monkeypatch.setattr(hausdorff, "_PAIR_CHUNK", chunk)
     features, labels = multilabel_data()
     got = jax.jit(losses.average_hausdorff, static_argnames="block_size")(
         features, labels, block_size=block_size
@@ -62,8 +171,8 @@ def test_matches_reference(block_size, tile, monkeypatch):
 
 
 def test_row_outside_a_small_label_is_not_its_own_member():
-    # Regression: padding slots of a label's last tile must never count as members, also not
-    # for row 0 (whose index the padding once shared).
+    # Regression: padding slots of the last chunk must never count as members, also not for
+    # row 0 (whose index the padding once shared).
     features, labels = multilabel_data(n=30)
     labels[:, 1] = 0
     labels[5:8, 1] = 1
@@ -193,6 +302,18 @@ def test_memory_stays_far_below_n_squared():
 def test_bad_input_raises(features, labels, block_size, message):
     with pytest.raises(ValueError, match=message):
         losses.average_hausdorff(features, labels, block_size=block_size)
+
+
+def test_too_many_membership_slots_raises():
+    # Checked from the shapes alone, before anything of that size is built.
+    with pytest.raises(
+        ValueError, match=r"n \* c must be below 2\^31, got labels \(65536, 32768\)"
+    ):
+        jax.eval_shape(
+            losses.average_hausdorff,
+            jax.ShapeDtypeStruct((2**16, 2), jnp.float32),
+            jax.ShapeDtypeStruct((2**16, 2**15), jnp.float32),
+        )
 
 
 def test_label_similarity_matches_reference():

@@ -17,6 +17,11 @@ def similarity_matrix(labels_a: jax.Array, labels_b: jax.Array) -> jax.Array:
 
     Returns:
       `[n_a, n_b]` float32 in {0, 1}.
+
+    Only labels present in `labels_a` can be shared. When n_a < c and at most n_a labels are
+    present (a batch of single-label rows against the training set), those columns are gathered
+    first: O(n_a^2 n_b) work instead of O(n_a c n_b), 8x less for a batch of 128 against ALOI's
+    1,000 labels. Otherwise the product runs over all c labels.
     """
     labels_a, labels_b = jnp.asarray(labels_a), jnp.asarray(labels_b)
     if labels_a.ndim != 2 or labels_b.ndim != 2 or labels_a.shape[1] != labels_b.shape[1]:
@@ -24,7 +29,26 @@ def similarity_matrix(labels_a: jax.Array, labels_b: jax.Array) -> jax.Array:
             "similarity_matrix: labels_a [n_a, c] and labels_b [n_b, c] must share c, got "
             f"{labels_a.shape} and {labels_b.shape}"
         )
-    shared = (labels_a != 0).astype(jnp.float32) @ (labels_b != 0).astype(jnp.float32).T
+    members_a, members_b = labels_a != 0, labels_b != 0
+    slots = labels_a.shape[0]
+
+    def shared_labels(columns):
+        return (
+            members_a[:, columns].astype(jnp.float32) @ members_b[:, columns].astype(jnp.float32).T
+        )
+
+    if slots >= labels_a.shape[1]:
+        shared = shared_labels(slice(None))
+    else:
+        present = jnp.any(members_a, axis=0)
+        # Padding slots repeat column 0: if label 0 is absent from labels_a that column of A is
+        # zero, and if it is present a repeat only adds to a count that is already > 0.
+        columns = jnp.nonzero(present, size=slots, fill_value=0)[0]
+        shared = jax.lax.cond(
+            jnp.sum(present) <= slots,
+            lambda: shared_labels(columns),
+            lambda: shared_labels(slice(None)),
+        )
     return (shared > 0).astype(jnp.float32)
 
 
