@@ -252,7 +252,7 @@ def blocked_dcmh_likelihood(
       compute_dtype: dtype of the two products' inputs (phi = M^x M^y^T and its gradient
         product); None: the features' (at least float32). They accumulate in the features'
         dtype whatever it is, as do the elementwise terms: jnp.bfloat16 is the mixed-precision
-        form (docs/DESIGN.md, Mixed precision).
+        form (docs/DESIGN.md, Training speed).
       reduction: "mean" divides the sum by n_a * n_b; "sum" does not.
 
     Returns:

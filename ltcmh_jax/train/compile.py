@@ -20,11 +20,11 @@ from ltcmh_jax.train import steps
 from ltcmh_jax.train.state import LearningRates, LossWeights, make_optimizers
 
 # Buffer rows per block of the fused likelihood on a CPU: a [128, 2048] float32 block (1 MiB)
-# stays in a core's L2 cache; measured on the MIRFlickr shapes, 512 to 4096 all ran within 15%
-# of each other and 3x faster than the unblocked form (docs/DESIGN.md, Training speed).
+# stays in a core's L2 cache; on the MIRFlickr shapes 512 to 4096 rows ran within noise of each
+# other, and 3x faster than the unblocked form standalone (docs/DESIGN.md, Training speed).
 CPU_LIKELIHOOD_BLOCK = 2048
 MIXED_PRECISION = ("auto", "on", "off")
-# Where --mixed_precision=auto turns bfloat16 products on (docs/DESIGN.md, Mixed precision).
+# Where --mixed_precision=auto turns bfloat16 products on (docs/DESIGN.md, Training speed).
 MIXED_PRECISION_AUTO = ("gpu", "tpu")
 
 

@@ -258,7 +258,7 @@ class TrainConfig:
     mixed_precision: str = setting(
         "auto",
         "bfloat16 inputs, float32 accumulation, for the likelihood's two products: on, off, or "
-        "auto (on for GPU/TPU, off on CPU; docs/DESIGN.md, Mixed precision).",
+        "auto (on for GPU/TPU, off on CPU; docs/DESIGN.md, Training speed).",
         choices=("auto", "on", "off"),
     )
     epoch_mode: str = setting(
