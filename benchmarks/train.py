@@ -10,15 +10,31 @@ image features (VGG fc7; the image net is CNN-F's last layer, 4096 -> k), 1386-d
 The PyTorch loop is DCMH's own (jiangqy/DCMH-CVPR2017, DCMH_pytorch/main.py): per step a fresh
 permutation for the batch, `setdiff1d` for the rows outside it, the batch likelihood against the
 whole buffer of the other modality, quantization and balance terms, loss / (b n), SGD; B =
-sign(F + G) per epoch. Ours runs the same DCMH epoch (`--method=dcmh`) through
-`ltcmh_jax.train.Trainer` (each phase one `lax.scan`, the text net's first layer as an embedding
-bag over the nonzero tags), and the full LtCMH epoch (auto-encoder phase, meta features, label
-similarities every epoch) for reference. torch is optional and imported only here.
+sign(F + G) per epoch; torch's threads = the cores this process may use. Ours runs the same DCMH
+epoch (`--method=dcmh`) through `ltcmh_jax.train.Trainer` with the default recipe (Adam with
+clipping, which reads and writes two moment buffers per step where SGD reads none; `--optimizer=sgd`
+for DCMH's optimiser): each phase one `lax.scan`, the likelihood fused and blocked
+(`losses.blocked_dcmh_likelihood`), the text net's first layer an embedding bag over the nonzero
+tags. The full LtCMH epoch (auto-encoder phase, meta features, label similarities every epoch) runs
+beside it. torch is optional and imported only here: `pip install torch` (the newest release the
+environment allows; its version is printed).
+
+FLOPs: XLA's cost analysis of the compiled code counts the body of a loop once, whatever its trip
+count, so the count compiles each phase's step once more on its own with its inner loops of static
+length unrolled (the likelihood's blocks, the embedding bag's slot groups, HSIC's bisection), and
+multiplies by the steps per epoch; plus B's update. Loops of data-dependent length (the embedding
+bag's gradient overflow, usually 0 or 1 rounds) count once. LtCMH's once-per-epoch R^x, R^y update
+(`losses.average_hausdorff`, nested maps) is left out of its count. The float32 peak is measured in
+the same run (the best of 3 products of two 4096 x 4096 float32 matrices, jnp, and torch when
+installed: what the libraries reach on this machine under its present load), and the nominal
+peak is computed as cores x GHz x FLOP per cycle from /proc/cpuinfo (the per-cycle figure assumed
+from the vector ISA and vendor, printed; a virtual machine's MHz is its nominal clock).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -26,6 +42,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+PEAK_SIZE = 4096
 
 
 def make_data(num_train: int, *, image_dim: int, text_dim: int, num_labels: int, seed: int = 0):
@@ -37,8 +55,10 @@ def make_data(num_train: int, *, image_dim: int, text_dim: int, num_labels: int,
     return image, text, labels
 
 
-def jax_epochs(method: str, image, text, labels, *, bits, batch_size, text_hidden, epochs):
-    """An `epoch()` callable running our epochs one after another (compiled on the first)."""
+def make_trainer(
+    method: str, image, text, labels, *, bits, batch_size, text_hidden, epochs, **ours
+):
+    """A `Trainer` of `method` on the benchmark's data; `ours` are further `TrainConfig` fields."""
     from ltcmh_jax import data as data_lib
     from ltcmh_jax import sharding
     from ltcmh_jax.train import TrainConfig, Trainer
@@ -62,8 +82,13 @@ def jax_epochs(method: str, image, text, labels, *, bits, batch_size, text_hidde
         batch_size=batch_size,
         text_hidden=text_hidden,
         progress=False,
+        **ours,
     )
-    trainer = Trainer(config, dataset, split, sharding.make_data_mesh())
+    return Trainer(config, dataset, split, sharding.make_data_mesh())
+
+
+def jax_epochs(trainer):
+    """An `epoch()` callable running our epochs one after another (compiled on the first)."""
     state = trainer.init_state()
     epoch_number = 0
 
@@ -76,10 +101,61 @@ def jax_epochs(method: str, image, text, labels, *, bits, batch_size, text_hidde
     return epoch
 
 
+@contextlib.contextmanager
+def unrolled_loops():
+    """`jax.lax.fori_loop` with static bounds unrolled while tracing (for counting FLOPs only)."""
+    import jax
+
+    original = jax.lax.fori_loop
+
+    def fori_loop(lower, upper, body, init, **kwargs):
+        if isinstance(lower, int) and isinstance(upper, int):
+            for index in range(lower, upper):
+                init = body(index, init)
+            return init
+        return original(lower, upper, body, init, **kwargs)
+
+    jax.lax.fori_loop = fori_loop
+    try:
+        yield
+    finally:
+        jax.lax.fori_loop = original
+
+
+def compiled_flops(function, *args) -> float:
+    """FLOPs of one call of `function` by XLA's cost analysis of its compiled form."""
+    analysis = function.lower(*args).compile().cost_analysis()
+    if isinstance(analysis, list | tuple):  # older jax: one dict per program
+        analysis = analysis[0]
+    return float(analysis.get("flops", 0.0))
+
+
+def epoch_flops(trainer) -> float:
+    """FLOPs of one epoch of `trainer` (a fresh one: its step functions must trace here)."""
+    import jax.numpy as jnp
+
+    from ltcmh_jax.train import steps
+
+    state = trainer.init_state()
+    total = 0.0
+    with unrolled_loops():
+        for phase in trainer.phases:
+            indices = jnp.asarray(trainer.phase_batches(0, phase)[0])
+            batch = steps.gather_batch(trainer.device_data, indices, steps.BATCH_FIELDS[phase])
+            step = trainer.jitted.step[phase]
+            flops = compiled_flops(step, state, batch, trainer.device_labels)
+            total += trainer.steps_per_epoch * flops
+        total += compiled_flops(trainer.jitted.update_codes, state)
+    return total
+
+
 def torch_epochs(image, text, labels, *, bits, batch_size, text_hidden, epochs):
     """An `epoch()` callable running DCMH's PyTorch epochs one after another."""
     import torch
 
+    # Best CPU practice: one thread per core this process may run on (torch's default may count
+    # cores it is not allowed), and no autograd outside the loss (the buffers take `.data`).
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(0)
     num_train = labels.shape[0]
     train_x = torch.from_numpy(image)
@@ -135,12 +211,81 @@ def torch_epochs(image, text, labels, *, bits, batch_size, text_hidden, epochs):
     return epoch, torch.__version__, torch.get_num_threads()
 
 
+def measured_peak(repeats: int = 3) -> dict[str, float]:
+    """GFLOP/s of the best of `repeats` float32 products of two PEAK_SIZE^2 matrices, per
+    library (jnp; torch when installed)."""
+    import jax
+    import jax.numpy as jnp
+
+    flops = 2.0 * PEAK_SIZE**3
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((PEAK_SIZE, PEAK_SIZE), dtype=np.float32)
+    b = rng.standard_normal((PEAK_SIZE, PEAK_SIZE), dtype=np.float32)
+
+    def best(product) -> float:
+        product()  # warm-up (compilation, threads)
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - started)
+        return flops / min(times) / 1e9
+
+    matmul = jax.jit(jnp.matmul)
+    a_jax, b_jax = jnp.asarray(a), jnp.asarray(b)
+    peaks = {"jnp": best(lambda: matmul(a_jax, b_jax).block_until_ready())}
+    with contextlib.suppress(ImportError):
+        import torch
+
+        a_torch, b_torch = torch.from_numpy(a), torch.from_numpy(b)
+        peaks["torch"] = best(lambda: torch.matmul(a_torch, b_torch))
+    return peaks
+
+
+def nominal_peak() -> tuple[float, str]:
+    """`(GFLOP/s, how)`: cores x GHz x float32 FLOP per cycle, from /proc/cpuinfo; 0 if unknown.
+
+    FLOP per cycle = 2 (FMA) x float32 lanes x FMA pipes: AMD family 0x19 (Zen 3, Zen 4) has two
+    256-bit FMA pipes (Zen 4 runs AVX-512 through them in two halves): 32; family 0x1a (Zen 5)
+    two 512-bit ones: 64; an Intel core with AVX-512 two 512-bit pipes (some have one): 64; AVX2
+    with FMA two 256-bit pipes: 32.
+    """
+    try:
+        with open("/proc/cpuinfo") as file:
+            text = file.read()
+    except OSError:
+        return 0.0, "no /proc/cpuinfo"
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    vendor, family = fields.get("vendor_id", ""), int(fields.get("cpu family", "0") or 0)
+    if vendor == "AuthenticAMD":
+        per_cycle = 64 if family >= 0x1A else 32 if "fma" in flags else 16
+    elif "avx512f" in flags:
+        per_cycle = 64
+    else:
+        per_cycle = 32 if "fma" in flags else 16
+    cores = len(os.sched_getaffinity(0))
+    ghz = float(fields.get("cpu MHz", "0") or 0) / 1e3
+    how = (
+        f"{cores} cores x {ghz:.2f} GHz x {per_cycle} FLOP/cycle "
+        f"({vendor} family {family:#x}, {'avx512f' if 'avx512f' in flags else 'no avx512f'})"
+    )
+    return cores * ghz * per_cycle, how
+
+
 def seconds(epoch) -> tuple[float, float]:
     """`(wall, cpu)` seconds of one epoch; CPU time (all threads of this process) is the steadier
     figure when other jobs share the cores, since waiting for a core does not count."""
     started, started_cpu = time.perf_counter(), time.process_time()
     epoch()
     return time.perf_counter() - started, time.process_time() - started_cpu
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main():
@@ -153,6 +298,10 @@ def main():
     )
     parser.add_argument("--text_hidden", type=int, default=8192)
     parser.add_argument("--skip_ltcmh", action="store_true", help="time only the DCMH epochs")
+    parser.add_argument("--optimizer", default="adam", help="our side's --optimizer (adam, sgd)")
+    parser.add_argument(
+        "--mixed_precision", default="auto", help="our side's --mixed_precision (auto, on, off)"
+    )
     args = parser.parse_args()
     image, text, labels = make_data(args.num_train, image_dim=4096, text_dim=1386, num_labels=24)
     shapes = dict(
@@ -161,22 +310,33 @@ def main():
         text_hidden=args.text_hidden,
         epochs=args.repeats + 1,
     )
+    ours = dict(optimizer=args.optimizer, mixed_precision=args.mixed_precision)
     import jax
 
     print(
         f"n_train={args.num_train}, image 4096-d, text 1386-d ({text.mean():.1%} nonzero), "
         f"24 labels, {args.bits} bits, batch {args.batch_size}, text hidden {args.text_hidden}; "
         f"jax {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s), "
-        f"{os.cpu_count()} CPU cores"
+        f"{len(os.sched_getaffinity(0))} CPU cores; ours: --optimizer={args.optimizer} "
+        f"--mixed_precision={args.mixed_precision}; {load()}"
     )
-    sides = {"ours, DCMH epoch": jax_epochs("dcmh", image, text, labels, **shapes)}
+    methods = {"ours, DCMH epoch": "dcmh"}
     if not args.skip_ltcmh:
-        sides["ours, LtCMH epoch"] = jax_epochs("ltcmh", image, text, labels, **shapes)
+        methods["ours, LtCMH epoch"] = "ltcmh"
+    # Counted on separate trainers: their step functions trace with the loops unrolled.
+    flops = {
+        name: epoch_flops(make_trainer(method, image, text, labels, **shapes, **ours))
+        for name, method in methods.items()
+    }
+    sides = {
+        name: jax_epochs(make_trainer(method, image, text, labels, **shapes, **ours))
+        for name, method in methods.items()
+    }
     try:
         epoch, version, threads = torch_epochs(image, text, labels, **shapes)
         sides[f"PyTorch {version} ({threads} threads), DCMH epoch"] = epoch
     except ImportError:
-        print("torch not installed (pip install torch==2.13.0): no PyTorch baseline")
+        print("torch not installed (pip install torch): no PyTorch baseline")
     for epoch in sides.values():
         epoch()  # warm-up: compilation on our side, allocator and threads on PyTorch's
     # Interleaved, so a load change on the shared machine hits every side alike.
@@ -187,6 +347,8 @@ def main():
             wall, cpu = seconds(epoch)
             times[name].append(wall)
             cpu_times[name].append(cpu)
+    peaks = measured_peak()
+    nominal, how = nominal_peak()
     best = {name: min(values) for name, values in times.items()}
     best_cpu = {name: min(values) for name, values in cpu_times.items()}
     for name, values in times.items():
@@ -194,16 +356,36 @@ def main():
             f"{name:45s} {best[name]:7.2f} s/epoch (min of {', '.join(f'{v:.2f}' for v in values)})"
             f", CPU {best_cpu[name]:.2f} s"
         )
+    peak = max(peaks.values())
+    print(
+        "float32 peak: measured "
+        + ", ".join(f"{library} {value:.1f}" for library, value in peaks.items())
+        + f" GFLOP/s ({PEAK_SIZE}^2 matmul, best of 3); nominal {nominal:.1f} GFLOP/s = {how}"
+    )
+    for name, count in flops.items():
+        rate = count / best[name] / 1e9
+        note = " (without the R^x, R^y update)" if "LtCMH" in name else ""
+        print(
+            f"{name}: {count / 1e9:.1f} GFLOP per epoch{note} by XLA's cost analysis, "
+            f"{rate:.1f} GFLOP/s, {rate / peak:.1%} of the measured float32 peak"
+            + (f", {rate / nominal:.1%} of the nominal" if nominal else "")
+        )
+    if "ours, LtCMH epoch" in best:
+        ltcmh, dcmh = "ours, LtCMH epoch", "ours, DCMH epoch"
+        print(
+            f"LtCMH epoch / DCMH epoch (ours): {best[ltcmh] / best[dcmh]:.2f}x "
+            f"(CPU time: {best_cpu[ltcmh] / best_cpu[dcmh]:.2f}x)"
+        )
     baseline = next((name for name in best if name.startswith("PyTorch")), None)
-    if baseline is None:
-        return
-    for name in best:
-        if name != baseline:
-            print(
-                f"speed-up of {name} over the PyTorch DCMH epoch: "
-                f"{best[baseline] / best[name]:.2f}x (CPU time: "
-                f"{best_cpu[baseline] / best_cpu[name]:.2f}x)"
-            )
+    if baseline is not None:
+        for name in best:
+            if name != baseline:
+                print(
+                    f"speed-up of {name} over the PyTorch DCMH epoch: "
+                    f"{best[baseline] / best[name]:.2f}x (CPU time: "
+                    f"{best_cpu[baseline] / best_cpu[name]:.2f}x)"
+                )
+    print(load())
 
 
 if __name__ == "__main__":

@@ -245,3 +245,121 @@ def test_single_sample_batch_and_buffer():
     total, _ = losses.hash_loss(m_x, m_y, similarity, np.sign(m_x), eta=0.0)
     phi = 0.5 * (3.0 * 2.0 - 2.0)
     np.testing.assert_allclose(total, np.log1p(np.exp(-phi)) + np.sum((np.sign(m_x) - m_x) ** 2))
+
+
+@pytest.mark.parametrize("num_labels", [5, 32, 33, 70])
+def test_pack_labels_shares_a_bit_exactly_when_similarity_is_one(num_labels):
+    rng = np.random.default_rng(num_labels)
+    labels = (rng.random((9, num_labels)) < 0.1).astype(np.float32)
+    labels[0] = 0  # an unlabelled row shares nothing
+    bits = np.asarray(losses.pack_labels(labels))
+    assert bits.dtype == np.uint32 and bits.shape == (9, -(-num_labels // 32))
+    shares = np.array([[np.any(bits[i] & bits[j]) for j in range(9)] for i in range(9)])
+    np.testing.assert_array_equal(shares, losses.similarity_matrix(labels, labels))
+    # Bit j of word w is label 32 w + j.
+    rows, columns = np.nonzero(labels)
+    np.testing.assert_array_equal(bits[rows, columns // 32] >> (columns % 32) & 1, 1)
+
+
+@pytest.mark.parametrize("block_size", [None, 1, 4, 6, 15, 100])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_blocked_likelihood_matches_reference(block_size, reduction):
+    # 15 buffer rows: blocks of 4 and 6 do not divide it, so the last block overlaps.
+    batch, labels, m_batch, m_buffer, _ = hashing_inputs()
+    got = jax.jit(
+        lambda a, b: losses.blocked_dcmh_likelihood(
+            a, b, labels[batch], labels, block_size=block_size, reduction=reduction
+        )
+    )(m_batch, m_buffer)
+    want = reference_likelihood(
+        m_batch, m_buffer, np.asarray(losses.similarity_matrix(labels[batch], labels))
+    )
+    if reduction == "mean":
+        want /= m_batch.shape[0] * m_buffer.shape[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_blocked_likelihood_gradients_are_the_unfused_ones(block_size):
+    batch, labels, m_batch, m_buffer, _ = hashing_inputs(num_labels=40)
+    similarity = losses.similarity_matrix(labels[batch], labels)
+    want = jax.grad(
+        lambda a, b: losses.dcmh_likelihood(a, b, similarity, reduction="sum"), argnums=(0, 1)
+    )(m_batch, m_buffer)
+    got = jax.jit(
+        jax.grad(
+            lambda a, b: losses.blocked_dcmh_likelihood(
+                a, b, labels[batch], labels, block_size=block_size, reduction="sum"
+            ),
+            argnums=(0, 1),
+        )
+    )(m_batch, m_buffer)
+    for got_part, want_part in zip(got, want, strict=True):
+        np.testing.assert_allclose(got_part, want_part, rtol=1e-5, atol=1e-6)
+
+
+def test_blocked_likelihood_numerical_gradients():
+    with jax.enable_x64(True):
+        batch, labels, m_batch, m_buffer, _ = hashing_inputs(n_batch=3, n_buffer=7, k=4)
+        check_grads(
+            jax.jit(
+                lambda a, b: losses.blocked_dcmh_likelihood(
+                    a, b, labels[batch[:3]], labels[:7], block_size=3, reduction="sum"
+                )
+            ),
+            (jnp.asarray(m_batch, jnp.float64), jnp.asarray(m_buffer[:7], jnp.float64)),
+            order=1,
+            modes=("rev",),
+        )
+
+
+def test_blocked_likelihood_bfloat16_products_within_documented_tolerance():
+    # docs/DESIGN.md, Mixed precision: bfloat16 inputs of the two products (float32
+    # accumulation) move the loss by < 1e-3 and its gradient by < 1e-2 (relative).
+    rng = np.random.default_rng(7)
+    labels = (rng.random((600, 24)) < 0.12).astype(np.float32)
+    m_batch = rng.standard_normal((32, 64)).astype(np.float32)
+    m_buffer = rng.standard_normal((600, 64)).astype(np.float32)
+
+    def value_and_grad(dtype):
+        return jax.jit(
+            jax.value_and_grad(
+                lambda a: losses.blocked_dcmh_likelihood(
+                    a, m_buffer, labels[:32], labels, block_size=256, compute_dtype=dtype
+                )
+            )
+        )(m_batch)
+
+    value, grad = value_and_grad(jnp.float32)
+    value16, grad16 = value_and_grad(jnp.bfloat16)
+    assert value16.dtype == grad16.dtype == jnp.float32
+    np.testing.assert_allclose(value16, value, rtol=1e-3)
+    assert np.linalg.norm(grad16 - grad) < 1e-2 * np.linalg.norm(grad)
+    assert not np.array_equal(grad16, grad)  # the products did run in bfloat16
+
+
+def test_hash_loss_from_labels_is_hash_loss_from_similarity():
+    batch, labels, m_batch, m_buffer, codes = hashing_inputs()
+    similarity = losses.similarity_matrix(labels[batch], labels)
+    _, want = losses.hash_loss(m_batch, m_buffer, similarity, codes, eta=0.5)
+    _, got = losses.hash_loss(
+        m_batch, m_buffer, None, codes, eta=0.5, labels=(labels[batch], labels), block_size=4
+    )
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5)
+    with pytest.raises(ValueError, match="exactly one of similarity and labels"):
+        losses.hash_loss(m_batch, m_buffer, similarity, codes, labels=(labels[batch], labels))
+
+
+def test_blocked_likelihood_bad_input():
+    batch, labels, m_batch, m_buffer, _ = hashing_inputs()
+    with pytest.raises(ValueError, match=r"must share k, got \(6, 8\) and \(15, 7\)"):
+        losses.blocked_dcmh_likelihood(m_batch, m_buffer[:, :7], labels[batch], labels)
+    with pytest.raises(ValueError, match="must share c"):
+        losses.blocked_dcmh_likelihood(m_batch, m_buffer, labels[batch], labels[:, :3])
+    with pytest.raises(ValueError, match="one label row per feature row"):
+        losses.blocked_dcmh_likelihood(m_batch, m_buffer, labels, labels)
+    with pytest.raises(ValueError, match="block_size must be positive"):
+        losses.blocked_dcmh_likelihood(m_batch, m_buffer, labels[batch], labels, block_size=0)
+    with pytest.raises(ValueError, match="reduction"):
+        losses.blocked_dcmh_likelihood(m_batch, m_buffer, labels[batch], labels, reduction="max")

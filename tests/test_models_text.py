@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from ltcmh_jax.models import TextMLP, sparse_bag
-from ltcmh_jax.models.text import embedding_bag
+from ltcmh_jax.models.text import _sort_by_tag, embedding_bag
 
 TEXT_DIM, HIDDEN, BITS = 40, 32, 8
 
@@ -113,3 +113,14 @@ def test_embedding_bag_gradients_match_the_dense_product_when_tags_are_frequent(
     # d/d values[i, j] is d/d text[i, indices[i, j]] (padding slots too: they point at tag 0).
     want_to_values = np.take_along_axis(np.asarray(to_text), np.asarray(indices), axis=1)
     np.testing.assert_allclose(to_values, want_to_values, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_tags", [9, 2**31], ids=["packed_keys", "argsort"])
+def test_sort_by_tag_is_a_stable_sort_on_both_paths(num_tags):
+    # num_tags = 2^31 leaves no room for tag * m + position in int32: the argsort path.
+    tags = np.array([3, 9, 0, 3, 9, 1, 3, 0, 9, 2], np.int32)
+    got_tags, order = jax.jit(_sort_by_tag, static_argnums=1)(jnp.asarray(tags), num_tags)
+    want = np.argsort(tags, kind="stable")
+    np.testing.assert_array_equal(order, want)
+    np.testing.assert_array_equal(got_tags, tags[want])
+    assert order.dtype == jnp.int32

@@ -48,6 +48,17 @@ def test_clipping_bounds_every_update():
     assert float(optax.global_norm(update)) > 1e6
 
 
+@pytest.mark.parametrize("scale", [1e-3, 1e6])
+def test_clip_by_global_norm_is_optaxs_as_one_factor(scale):
+    tree = {"a": jnp.linspace(-1.0, 2.0, 7) * scale, "b": jnp.full((2, 3), -0.5 * scale)}
+    ours, theirs = optimizers.clip_by_global_norm(2.0), optax.clip_by_global_norm(2.0)
+    got, state = jax.jit(ours.update)(tree, ours.init(tree))
+    want, want_state = theirs.update(tree, theirs.init(tree))
+    assert jax.tree.structure(state) == jax.tree.structure(want_state)
+    for name in tree:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
+
+
 def test_bad_names_are_one_line_errors_naming_the_flag():
     with pytest.raises(ValueError, match="--optimizer"):
         optimizers.make_optimizer("rmsprop", rate=1.0, epochs=1, steps_per_epoch=1)

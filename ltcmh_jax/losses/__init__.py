@@ -5,7 +5,8 @@
 - `commonality_regularizer`, `reconstruction_loss`, `commonality_matching_loss`,
   `autoencoder_loss`: J1, J3 and Loss1 of the auto-encoder (Eqs. 3, 6, 7).
 - `similarity_matrix`, `dcmh_likelihood`, `quantization_loss`, `balance_loss`, `hash_loss`:
-  Loss2 of the hash-code learning (Eqs. 9, 10).
+  Loss2 of the hash-code learning (Eqs. 9, 10); `blocked_dcmh_likelihood` the likelihood fused
+  with S from `pack_labels` bit masks, block by block.
 
 Rows are samples everywhere. Nothing is jitted here: jit the step that calls these.
 """
@@ -15,8 +16,10 @@ from ltcmh_jax.losses.autoencoder import commonality_matching_loss as commonalit
 from ltcmh_jax.losses.autoencoder import commonality_regularizer as commonality_regularizer
 from ltcmh_jax.losses.autoencoder import reconstruction_loss as reconstruction_loss
 from ltcmh_jax.losses.hashing import balance_loss as balance_loss
+from ltcmh_jax.losses.hashing import blocked_dcmh_likelihood as blocked_dcmh_likelihood
 from ltcmh_jax.losses.hashing import dcmh_likelihood as dcmh_likelihood
 from ltcmh_jax.losses.hashing import hash_loss as hash_loss
+from ltcmh_jax.losses.hashing import pack_labels as pack_labels
 from ltcmh_jax.losses.hashing import quantization_loss as quantization_loss
 from ltcmh_jax.losses.hashing import similarity_matrix as similarity_matrix
 from ltcmh_jax.losses.hausdorff import average_hausdorff as average_hausdorff
@@ -28,6 +31,7 @@ __all__ = [
     "autoencoder_loss",
     "average_hausdorff",
     "balance_loss",
+    "blocked_dcmh_likelihood",
     "commonality_matching_loss",
     "commonality_regularizer",
     "dcmh_likelihood",
@@ -35,6 +39,7 @@ __all__ = [
     "hsic",
     "label_similarity",
     "normalized_hsic",
+    "pack_labels",
     "quantization_loss",
     "reconstruction_loss",
     "similarity_matrix",

@@ -1,5 +1,7 @@
 """Hash-code learning loss of DCMH / LtCMH (Eqs. 9, 10)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -113,6 +115,208 @@ def dcmh_likelihood(
     return total / terms.size if reduction == "mean" else total
 
 
+def pack_labels(labels: jax.Array) -> jax.Array:
+    """Multi-hot labels as bit masks: bit j of word w is set when label 32 w + j is present.
+
+    Two samples share a label exactly when their masks share a set bit, so S (`similarity_matrix`)
+    costs one AND per word and pair instead of a c-long product.
+
+    Args:
+      labels: `[n, c]` multi-hot labels (nonzero = member).
+
+    Returns:
+      `[n, ceil(c / 32)]` uint32.
+    """
+    labels = jnp.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"pack_labels: labels must be [n, c], got {labels.shape}")
+    n, c = labels.shape
+    words = max(1, -(-c // 32))
+    present = jnp.pad(labels != 0, ((0, 0), (0, 32 * words - c))).reshape(n, words, 32)
+    shifts = jnp.arange(32, dtype=jnp.uint32)
+    return jnp.sum(present.astype(jnp.uint32) << shifts, axis=-1, dtype=jnp.uint32)
+
+
+def _shares_label(bits_a: jax.Array, bits_b: jax.Array) -> jax.Array:
+    """`[n_a, n_b]` bool S from `pack_labels` masks `[n_a, w]` and `[n_b, w]`."""
+    return jnp.any((bits_a[:, None, :] & bits_b[None, :, :]) != 0, axis=-1)
+
+
+def _block_start(block: jax.Array, block_size: int, num_rows: int):
+    """First row of block `block` and a mask of its rows not counted by an earlier block.
+
+    The last block is moved back to end at `num_rows` (so every block is full and no padded copy
+    of the buffer is made); its rows that the block before it already covered are masked.
+    """
+    start = jnp.minimum(block * block_size, num_rows - block_size)
+    fresh = start + jnp.arange(block_size) >= block * block_size
+    return start, fresh
+
+
+def _likelihood_block(m_x, m_y_block, bits_x, bits_y_block, fresh, compute_dtype):
+    """The likelihood's sum and its d/dphi `[b, nb]` over one block of the buffer.
+
+    Terms are max(phi, 0) - S phi + log1p(exp(-|phi|)), as `dcmh_likelihood`, and the
+    derivative is sigmoid(phi) - S.
+    """
+    phi = 0.5 * jnp.matmul(
+        m_x.astype(compute_dtype),
+        m_y_block.astype(compute_dtype).T,
+        preferred_element_type=m_x.dtype,
+    )
+    shared = _shares_label(bits_x, bits_y_block)
+    terms = jnp.maximum(phi, 0.0) - jnp.where(shared, phi, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(phi)))
+    # XLA's logistic is a vectorised kernel; sigmoid from the exp above through a divide measured
+    # 4x slower on a CPU (its divide does not vectorise as well).
+    dphi = jnp.where(fresh, jax.nn.sigmoid(phi) - shared, 0.0)
+    return jnp.sum(jnp.where(fresh, terms, 0.0)), dphi
+
+
+def _blocks(num_rows: int, block_size: int | None) -> tuple[int, int]:
+    size = num_rows if block_size is None else max(1, min(block_size, num_rows))
+    return size, -(-num_rows // size)
+
+
+def _blocked_value_and_grad_x(m_x, m_y, bits_x, bits_y, block_size, compute_dtype):
+    """(sum, d sum / d m_x `[b, k]`) in one pass over the blocks of the buffer."""
+    size, count = _blocks(m_y.shape[0], block_size)
+
+    def body(block, carry):
+        total, grad_x = carry
+        start, fresh = _block_start(block, size, m_y.shape[0])
+        m_y_block = jax.lax.dynamic_slice_in_dim(m_y, start, size)
+        bits_block = jax.lax.dynamic_slice_in_dim(bits_y, start, size)
+        value, dphi = _likelihood_block(m_x, m_y_block, bits_x, bits_block, fresh, compute_dtype)
+        grad_x = grad_x + 0.5 * jnp.matmul(
+            dphi.astype(compute_dtype),
+            m_y_block.astype(compute_dtype),
+            preferred_element_type=m_x.dtype,
+        )
+        return total + value, grad_x
+
+    initial = (jnp.zeros((), m_x.dtype), jnp.zeros_like(m_x))
+    return jax.lax.fori_loop(0, count, body, initial)
+
+
+def _blocked_grad_y(m_x, m_y, bits_x, bits_y, block_size, compute_dtype):
+    """d sum / d m_y `[N, k]`, block by block (recomputes phi; traced only when it is used)."""
+    size, count = _blocks(m_y.shape[0], block_size)
+
+    def body(block, grad_y):
+        start, fresh = _block_start(block, size, m_y.shape[0])
+        m_y_block = jax.lax.dynamic_slice_in_dim(m_y, start, size)
+        bits_block = jax.lax.dynamic_slice_in_dim(bits_y, start, size)
+        _, dphi = _likelihood_block(m_x, m_y_block, bits_x, bits_block, fresh, compute_dtype)
+        block_grad = 0.5 * jnp.matmul(
+            dphi.T.astype(compute_dtype),
+            m_x.astype(compute_dtype),
+            preferred_element_type=m_y.dtype,
+        )
+        # Added, not set: the last block overlaps the one before it (its overlap is masked 0).
+        previous = jax.lax.dynamic_slice_in_dim(grad_y, start, size)
+        return jax.lax.dynamic_update_slice_in_dim(grad_y, previous + block_grad, start, 0)
+
+    return jax.lax.fori_loop(0, count, body, jnp.zeros_like(m_y))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _blocked_likelihood(m_x, m_y, bits_x, bits_y, block_size, compute_dtype):
+    return _blocked_value_and_grad_x(m_x, m_y, bits_x, bits_y, block_size, compute_dtype)[0]
+
+
+def _blocked_likelihood_forward(m_x, m_y, bits_x, bits_y, block_size, compute_dtype):
+    # d/dm_x comes out of the same pass as the value: training always needs it, and the pass
+    # already holds each block's phi and sigmoid(phi) - S.
+    total, grad_x = _blocked_value_and_grad_x(m_x, m_y, bits_x, bits_y, block_size, compute_dtype)
+    return total, (grad_x, m_x, m_y, bits_x, bits_y)
+
+
+def _blocked_likelihood_backward(block_size, compute_dtype, residuals, cotangent):
+    grad_x, m_x, m_y, bits_x, bits_y = residuals
+    grad_y = _blocked_grad_y(m_x, m_y, bits_x, bits_y, block_size, compute_dtype)
+    return (
+        (cotangent * grad_x).astype(m_x.dtype),
+        (cotangent * grad_y).astype(m_y.dtype),
+        None,
+        None,
+    )
+
+
+_blocked_likelihood.defvjp(_blocked_likelihood_forward, _blocked_likelihood_backward)
+
+
+def blocked_dcmh_likelihood(
+    m_x: jax.Array,
+    m_y: jax.Array,
+    labels_x: jax.Array,
+    labels_y: jax.Array,
+    *,
+    block_size: int | None = None,
+    compute_dtype=None,
+    reduction: str = "mean",
+) -> jax.Array:
+    """`dcmh_likelihood` with S = `similarity_matrix(labels_x, labels_y)`, fused and blocked.
+
+    -sum_ij (S_ij phi_ij - log(1 + e^phi_ij)), phi = 1/2 M^x (M^y)^T, the first term of Eq. 10.
+
+    The same terms and derivative as `dcmh_likelihood`, computed `block_size` rows of M^y at a
+    time: each block's phi, S (from label bit masks, `pack_labels`) and sigmoid(phi) - S live
+    only within the block (`[n_a, block_size]`, cache-sized on a CPU), never the full
+    `[n_a, n_b]` matrices. The gradient with respect to `m_x` comes out of the forward pass
+    (one pass instead of two); the one with respect to `m_y` is a second pass, run only when
+    it is used (training holds M^y fixed).
+
+    Args:
+      m_x: `[n_a, k]` meta features M^x (a batch).
+      m_y: `[n_b, k]` meta features M^y (usually the whole buffer).
+      labels_x: `[n_a, c]` multi-hot labels of the rows of `m_x`.
+      labels_y: `[n_b, c]` multi-hot labels of the rows of `m_y`.
+      block_size: rows of `m_y` per block; None: one block (the whole buffer), what an
+        accelerator wants.
+      compute_dtype: dtype of the two products' inputs (phi = M^x M^y^T and its gradient
+        product); None: the features' (at least float32). They accumulate in the features'
+        dtype whatever it is, as do the elementwise terms: jnp.bfloat16 is the mixed-precision
+        form (docs/DESIGN.md, Training speed).
+      reduction: "mean" divides the sum by n_a * n_b; "sum" does not.
+
+    Returns:
+      Scalar loss, float32 (float64 for float64 features).
+    """
+    m_x, m_y = jnp.asarray(m_x), jnp.asarray(m_y)
+    labels_x, labels_y = jnp.asarray(labels_x), jnp.asarray(labels_y)
+    if m_x.ndim != 2 or m_y.ndim != 2 or m_x.shape[1] != m_y.shape[1]:
+        raise ValueError(
+            f"blocked_dcmh_likelihood: m_x [n_a, k] and m_y [n_b, k] must share k, got "
+            f"{m_x.shape} and {m_y.shape}"
+        )
+    if labels_x.ndim != 2 or labels_y.ndim != 2 or labels_x.shape[1] != labels_y.shape[1]:
+        raise ValueError(
+            f"blocked_dcmh_likelihood: labels_x [n_a, c] and labels_y [n_b, c] must share c, got "
+            f"{labels_x.shape} and {labels_y.shape}"
+        )
+    if labels_x.shape[0] != m_x.shape[0] or labels_y.shape[0] != m_y.shape[0]:
+        raise ValueError(
+            f"blocked_dcmh_likelihood: one label row per feature row, got labels "
+            f"{labels_x.shape}, {labels_y.shape} for features {m_x.shape}, {m_y.shape}"
+        )
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"blocked_dcmh_likelihood: block_size must be positive, got {block_size}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"blocked_dcmh_likelihood: reduction must be one of {_REDUCTIONS}, got {reduction!r}"
+        )
+    dtype = jnp.promote_types(jnp.result_type(m_x, m_y), jnp.float32)
+    total = _blocked_likelihood(
+        m_x.astype(dtype),
+        m_y.astype(dtype),
+        pack_labels(labels_x),
+        pack_labels(labels_y),
+        block_size,
+        jnp.dtype(dtype if compute_dtype is None else compute_dtype),
+    )
+    return total / (m_x.shape[0] * m_y.shape[0]) if reduction == "mean" else total
+
+
 def quantization_loss(codes: jax.Array, features: jax.Array) -> jax.Array:
     """Quantisation error, one summand of the second term of Eq. 10.
 
@@ -164,7 +368,7 @@ def balance_loss(features: jax.Array, *, offset: jax.Array | None = None) -> jax
 def hash_loss(
     m_batch: jax.Array,
     m_buffer: jax.Array,
-    similarity: jax.Array,
+    similarity: jax.Array | None,
     codes_batch: jax.Array,
     *,
     gamma: float = 1.0,
@@ -172,6 +376,9 @@ def hash_loss(
     balance_offset: jax.Array | None = None,
     normalizer: float | None = None,
     quantization_per_entry: bool = False,
+    labels: tuple[jax.Array, jax.Array] | None = None,
+    block_size: int | None = None,
+    compute_dtype=None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Loss2 (Eq. 10) for one modality's batch, as DCMH optimises it.
 
@@ -184,7 +391,7 @@ def hash_loss(
     Args:
       m_batch: `[b, k]` meta features of the batch (the modality being trained).
       m_buffer: `[N, k]` meta features of the other modality for all N training samples.
-      similarity: `[b, N]` S between the batch and all training samples.
+      similarity: `[b, N]` S between the batch and all training samples; None with `labels`.
       codes_batch: `[b, k]` the batch's rows of B.
       gamma: weight of the quantisation term.
       eta: weight of the balance term.
@@ -194,6 +401,9 @@ def hash_loss(
         batch's entries). Under b * N its gradient shrinks as 1/N against the likelihood's and
         the balance term's, so on a large training set nothing holds |M| near 1: with an
         adaptive optimiser the features then grew until the balance term reached 1e3-1e4.
+      labels: `([b, c], [N, c])` labels of the batch and the buffer instead of `similarity`: the
+        likelihood then runs fused and blocked (`blocked_dcmh_likelihood`, with `block_size`
+        and `compute_dtype`), never building S or phi in full.
 
     Returns:
       `(total, terms)`: the scalar loss and a dict with keys "likelihood", "quantization",
@@ -201,7 +411,20 @@ def hash_loss(
     """
     if normalizer is None:
         normalizer = m_batch.shape[0] * m_buffer.shape[0]
-    likelihood = dcmh_likelihood(m_batch, m_buffer, similarity, reduction="sum") / normalizer
+    if (labels is None) == (similarity is None):
+        raise ValueError("hash_loss: pass exactly one of similarity and labels")
+    if labels is None:
+        likelihood = dcmh_likelihood(m_batch, m_buffer, similarity, reduction="sum")
+    else:
+        likelihood = blocked_dcmh_likelihood(
+            m_batch,
+            m_buffer,
+            *labels,
+            block_size=block_size,
+            compute_dtype=compute_dtype,
+            reduction="sum",
+        )
+    likelihood = likelihood / normalizer
     quantization = quantization_loss(codes_batch, m_batch) / (
         m_batch.size if quantization_per_entry else normalizer
     )

@@ -35,16 +35,47 @@ def sparse_bag(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # occurrences in a batch (rare for 2.5%-dense tags and a batch of 128) go through a scatter-add.
 _ROWS_PER_TAG = 8
 _OVERFLOW_CHUNK = 128
+# Slots of the bag summed by one fused pass of `_bag_forward`.
+_SLOTS_PER_PASS = 8
 
 
 def _bag_forward(kernel: jax.Array, indices: jax.Array, values: jax.Array) -> jax.Array:
-    # One gathered [n, hidden] slab per slot keeps memory at O(n * hidden); gathering all slots
-    # at once would materialise [n, nnz, hidden] floats (176 MB for n=128, nnz=40, hidden=8192).
-    def add_slot(slot, total):
-        return total + values[:, slot, None] * kernel[indices[:, slot]]
+    # _SLOTS_PER_PASS gathered rows per output element in one fused pass (unrolled, so XLA fuses
+    # them), one pass per group of slots: the [n, hidden] sum is read and written once per group
+    # rather than once per slot (measured 2x faster than a pass per slot on the MIRFlickr
+    # shapes), and memory stays O(n * hidden); gathering all slots at once would materialise
+    # [n, nnz, hidden] floats (176 MB for n=128, nnz=40, hidden=8192).
+    width = indices.shape[1]
+    padding = -width % _SLOTS_PER_PASS
+    # Padding slots have value 0 (and index 0): they add nothing.
+    indices = jnp.pad(indices, ((0, 0), (0, padding)))
+    values = jnp.pad(values, ((0, 0), (0, padding)))
+
+    def add_slots(group, total):
+        first = group * _SLOTS_PER_PASS
+        group_indices = jax.lax.dynamic_slice_in_dim(indices, first, _SLOTS_PER_PASS, axis=1)
+        group_values = jax.lax.dynamic_slice_in_dim(values, first, _SLOTS_PER_PASS, axis=1)
+        for slot in range(_SLOTS_PER_PASS):
+            total = total + group_values[:, slot, None] * kernel[group_indices[:, slot]]
+        return total
 
     initial = jnp.zeros((indices.shape[0], kernel.shape[1]), kernel.dtype)
-    return jax.lax.fori_loop(0, indices.shape[1], add_slot, initial)
+    return jax.lax.fori_loop(0, indices.shape[1] // _SLOTS_PER_PASS, add_slots, initial)
+
+
+def _sort_by_tag(tags: jax.Array, num_tags: int) -> tuple[jax.Array, jax.Array]:
+    """`(sorted tags, order)` of int32 `tags` `[m]` in `[0, num_tags]`: a stable sort by tag.
+
+    One sort of int32 keys tag * m + position while they fit (d_t = 1386 with a batch of 128 x
+    53 slots gives keys below 1e7): XLA's CPU sort of one operand took a tenth of the time of
+    the stable two-operand argsort it falls back to for larger keys.
+    """
+    entries = tags.shape[0]
+    if (num_tags + 1) * entries < 2**31:
+        keys = jnp.sort(tags * entries + jnp.arange(entries, dtype=jnp.int32))
+        return keys // entries, keys % entries
+    order = jnp.argsort(tags, stable=True).astype(jnp.int32)
+    return tags[order], order
 
 
 def _kernel_gradient(
@@ -61,13 +92,12 @@ def _kernel_gradient(
     """
     n, width = indices.shape
     entries = n * width
-    rows = jnp.repeat(jnp.arange(n, dtype=jnp.int32), width)
+    position = jnp.arange(entries, dtype=jnp.int32)
     values = values.reshape(-1)
     # Padding (value 0) gets tag `num_tags`: sorted last and dropped from the table.
     tags = jnp.where(values != 0, indices.reshape(-1), num_tags)
-    order = jnp.argsort(tags, stable=True)
-    tags, rows, values = tags[order], rows[order], values[order]
-    position = jnp.arange(entries, dtype=jnp.int32)
+    tags, order = _sort_by_tag(tags, num_tags)
+    rows, values = order // width, values[order]
     starts_run = jnp.concatenate([jnp.ones((1,), bool), tags[1:] != tags[:-1]])
     rank = position - jax.lax.cummax(jnp.where(starts_run, position, 0))
     in_table = rank < _ROWS_PER_TAG
@@ -84,14 +114,15 @@ def _kernel_gradient(
         gradient = gradient + table_values[:, slot, None] * bag_gradient[table_rows[:, slot]]
 
     overflow = ~in_table & (tags < num_tags)
-    overflow_order = jnp.argsort(~overflow, stable=True)
+    # The overflow entries packed to the front, in order, by their running count (no sort).
     chunks = -(-entries // _OVERFLOW_CHUNK)
+    target = jnp.where(overflow, jnp.cumsum(overflow) - 1, chunks * _OVERFLOW_CHUNK)
 
     def chunked(column):
-        column = jnp.pad(column[overflow_order], (0, chunks * _OVERFLOW_CHUNK - entries))
-        return column.reshape(chunks, _OVERFLOW_CHUNK)
+        packed = jnp.zeros((chunks * _OVERFLOW_CHUNK,), column.dtype)
+        return packed.at[target].set(column, mode="drop").reshape(chunks, _OVERFLOW_CHUNK)
 
-    overflow_tags = chunked(jnp.where(overflow, tags, 0))
+    overflow_tags = chunked(tags)
     overflow_rows = chunked(rows)
     overflow_values = chunked(jnp.where(overflow, values, 0))
 

@@ -261,6 +261,12 @@ class TrainConfig:
         minimum=0,
         affects_results=False,
     )
+    mixed_precision: str = setting(
+        "auto",
+        "bfloat16 inputs, float32 accumulation, for the likelihood's two products: on, off, or "
+        "auto (on for GPU/TPU, off on CPU; docs/DESIGN.md, Training speed).",
+        choices=("auto", "on", "off"),
+    )
     epoch_mode: str = setting(
         "auto",
         "scan: each phase of an epoch is one compiled loop over on-device data; step: one call "

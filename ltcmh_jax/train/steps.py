@@ -150,6 +150,8 @@ def hash_step(
     graphdef,
     optimizer: optax.GradientTransformation,
     weights: LossWeights,
+    likelihood_block: int | None = None,
+    compute_dtype=jnp.float32,
 ):
     """One SGD step on Loss2 (Eq. 10) for theta_v of `modality`, with the other modality's M
     buffer and B fixed; writes the batch's F^v and M^v into the buffers. With one modality
@@ -157,13 +159,13 @@ def hash_step(
 
     As DCMH does, the batch's likelihood runs against the whole buffer of the other modality, the
     balance term adds the (constant) column sum of the buffer rows outside the batch, and the loss
-    is divided by `b * n`.
+    is divided by `b * n`. The likelihood is the fused one (`losses.blocked_dcmh_likelihood`,
+    `likelihood_block` buffer rows at a time, its products' inputs in `compute_dtype`).
     """
     indices = batch["indices"]
     own = state.modalities[modality]
     others = [name for name in state.modalities if name != modality]
     other_meta = state.modalities[others[0]].meta if others else own.meta
-    similarity = losses.similarity_matrix(batch["labels"], train_labels)
     balance_offset = _not_in_batch(indices, own.meta.shape[0]) @ own.meta
     codes_batch = state.codes[indices]
 
@@ -174,12 +176,15 @@ def hash_step(
         total, terms = losses.hash_loss(
             meta,
             other_meta,
-            similarity,
+            None,
             codes_batch,
             gamma=weights.gamma,
             eta=weights.eta,
             balance_offset=balance_offset,
             quantization_per_entry=weights.quantization == "per_entry",
+            labels=(batch["labels"], train_labels),
+            block_size=likelihood_block,
+            compute_dtype=compute_dtype,
         )
         return total, (terms, features, meta, non_parameters(model))
 

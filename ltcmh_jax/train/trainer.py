@@ -161,7 +161,12 @@ class Trainer:
         self.graphdef = self.parts.graphdef
         # Compiled functions live as long as this trainer (and its mesh), not the process.
         self.jitted = compile_lib.jitted_updates(
-            self.graphdef, mesh, self.rates, self.weights, modalities=self.modalities
+            self.graphdef,
+            mesh,
+            self.rates,
+            self.weights,
+            modalities=self.modalities,
+            mixed_precision=config.mixed_precision,
         )
         self.device_labels = sharding_lib.put_replicated(self.train_labels, mesh)
         if not self.raw_images:
