@@ -10,11 +10,42 @@
   a NumPy loop over label pairs (a <= b, one BLAS distance block per pair, both directed minima
   from it, float32). The values are compared as well.
 
+`--case=synthetic` / `--case=aloi`: H alone, forward and forward + gradient (of a weighted sum
+of H), on the training labels of the synthetic main job (experiments/configs/synthetic.flags: n
+3,099, c 24, 6,181 memberships) or of ALOI's split (n 4,401, c 1,000, one label per row, Zipf
+counts 100 down to 2; no data file needed), with features around random label centres, d = 64;
+against a NumPy loop over labels (one BLAS block `[n, |b|]` per label, float32), the error
+against the same loop in float64. `--case=aloi` also times J1 (sum, with its gradient) and S for a
+batch of 128: ours (present labels gathered) against the same sums over all c labels.
+
+Measured on 2 CPU cores shared with other processes (load average 8-10: only ratios within one
+run mean much); "before" is the same script run against main's code at 55729af (per-label tiles
+of 256 members, dense G):
+  python -m benchmarks.losses --case=aloi --repeats=3
+    before: ours forward 5.493 s   forward + gradient 5.457 s
+    after:  ours forward 0.834 s   forward + gradient 1.517 s   NumPy label loop 7.9 s
+            max |H - float64 loop| 7.6e-06 (1.3e-05 in a second run: 1.075 s / 1.483 s)
+            J1 + gradient: ours 3.4 ms, all c labels 1212 ms; S: ours 5.9 ms, dense 15.9 ms
+  python -m benchmarks.losses --case=synthetic --repeats=3
+    before: ours forward 0.099 s   forward + gradient 0.089 s
+    after:  ours forward 0.068 s   forward + gradient 0.097 s   NumPy label loop 0.36 s
+End to end, seconds per epoch (epoch 1 includes compilation), same machine and load, run one
+after another:
+  python -m experiments.main --flagfile=experiments/configs/aloi.flags \
+    --data_path=/work/main/data/mvcluster-1.16-py3-none-any.whl --workdir=/tmp/haus_aloi \
+    --epochs=3 --min_steps=0
+    LtCMH before 87.4, 82.6, 73.5   after 32.7, 4.6, 3.8   (DCMH, --method=dcmh: 10.7, 4.0, 3.6
+    before; 10.6, 1.8, 1.9 after, from S)
+  python -m experiments.main --flagfile=experiments/configs/synthetic.flags --epochs=3 \
+    --min_steps=0 --workdir=/tmp/haus_synthetic
+    before 20.5, 2.2, 2.4 and 24.5, 3.4, 3.2   after 24.9, 3.1, 3.1 and 26.5, 3.3, 2.7 (the text
+    phase, unchanged, is most of it and moves with the load; label similarity 0.26 -> 0.17 s)
+
 Memory of ours: XLA's compiled `memory_analysis()` (temporaries + arguments + outputs), the peak
 of device buffers the computation needs. The NumPy loop's peak is `tracemalloc`'s.
 
 Run from the repository root:
-  python -m benchmarks.losses
+  python -m benchmarks.losses [--case=synthetic|aloi]
 Timings are the minimum over `--repeats` interleaved runs (other processes share the CPU).
 """
 
@@ -26,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from ltcmh_jax import losses
+from ltcmh_jax import data, losses
 from ltcmh_jax.losses.distances import squared_distances
 
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs of each side; the minimum is reported.")
@@ -38,6 +69,13 @@ _ZC = flags.DEFINE_integer("zc", 60, "Smallest label size.")
 _LARGE_SCALE = flags.DEFINE_float("large_scale", 2.2, "Size multiplier of the second Zipf set.")
 _BLOCK_SIZE = flags.DEFINE_integer("block_size", 1024, "average_hausdorff block_size.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic data.")
+_CASE = flags.DEFINE_enum(
+    "case",
+    "zipf",
+    ["zipf", "synthetic", "aloi"],
+    "zipf: HSIC and H on the two Zipf sets; synthetic / aloi: H alone, forward and forward + "
+    "backward, on the training labels of the synthetic main job / ALOI's split.",
+)
 
 
 def _best_time(fn, repeats):
@@ -169,9 +207,135 @@ def bench_hausdorff(repeats):
         bench_hausdorff_once(sizes, _DIM.value, _BLOCK_SIZE.value, repeats)
 
 
+def synthetic_job_labels():
+    """`[n, c]` training labels of the synthetic main job (experiments/configs/synthetic.flags)."""
+    from experiments import settings
+    from ltcmh_jax.train import TrainConfig, inputs
+
+    config = TrainConfig(**settings.read_flagfile("experiments/configs/synthetic.flags"))
+    dataset, _ = inputs.load(config)
+    config = inputs.resolve_defaults(config, dataset.num_samples, dataset.num_labels)
+    split = inputs.make_split(config, dataset)
+    return np.asarray(dataset.labels[np.asarray(split.train)], np.float32)
+
+
+def aloi_split_labels():
+    """`[4401, 1000]` one label per row with the Zipf counts 100 down to 2 that ALOI's split
+    (data.ALOI_SPLIT: z1 100, imbalance factor 50) meets exactly; no data file needed."""
+    counts = data.zipf_counts(1000, data.ALOI_SPLIT["z1"], data.ALOI_SPLIT["imbalance_factor"])
+    return np.repeat(np.eye(len(counts), dtype=np.float32), counts, axis=0)
+
+
+def features_for(labels, dim, seed):
+    """`[n, d]` float32: each row around the mean of its labels' random centres, plus noise."""
+    rng = np.random.default_rng(seed)
+    centres = 2.0 * rng.standard_normal((labels.shape[1], dim))
+    means = labels @ centres / np.maximum(labels.sum(axis=1, keepdims=True), 1)
+    return (means + rng.standard_normal((labels.shape[0], dim))).astype(np.float32)
+
+
+def numpy_label_loop(features, labels):
+    """H by a loop over labels b: D_ib = min over b's members by one BLAS block `[n, |b|]`, then
+    G = L^T D and H = (G + G^T) / (|a| + |b|), in the dtype of `features` (the baseline for many
+    labels, where the pair loop would run c^2 / 2 blocks)."""
+    features = features - features.mean(axis=0)
+    squared_norms = np.einsum("ij,ij->i", features, features)
+    nearest = np.zeros((features.shape[0], labels.shape[1]), features.dtype)
+    for b in range(labels.shape[1]):
+        cols = np.flatnonzero(labels[:, b])
+        squared = (
+            squared_norms[:, None]
+            + squared_norms[cols][None, :]
+            - 2.0 * features @ features[cols].T
+        )
+        nearest[:, b] = np.sqrt(np.maximum(squared, 0.0)).min(axis=1)
+    sums = labels.T @ nearest
+    sizes = labels.sum(axis=0)
+    hausdorff = (sums + sums.T) / (sizes[:, None] + sizes[None, :])
+    np.fill_diagonal(hausdorff, 0.0)
+    return hausdorff
+
+
+def bench_hausdorff_case(case, repeats):
+    labels = synthetic_job_labels() if case == "synthetic" else aloi_split_labels()
+    features = features_for(labels, _DIM.value, _SEED.value)
+    n, num_labels = labels.shape
+    block_size = _BLOCK_SIZE.value
+    print(
+        f"average_hausdorff, {case}: n = {n}, c = {num_labels}, "
+        f"{int(labels.sum())} memberships, sizes {int(labels.sum(0).max())}.."
+        f"{int(labels.sum(0).min())}, d = {_DIM.value}, block_size = {block_size}"
+    )
+    features_jax, labels_jax = jnp.asarray(features), jnp.asarray(labels)
+    weights = jnp.asarray(np.random.default_rng(1).random((num_labels, num_labels)), jnp.float32)
+
+    def weighted(points, y):
+        distances = losses.average_hausdorff(points, y, block_size=block_size)
+        return jnp.sum(weights * jnp.where(jnp.isfinite(distances), distances, 0.0))
+
+    forward = jax.jit(lambda f, y: losses.average_hausdorff(f, y, block_size=block_size))
+    backward = jax.jit(jax.value_and_grad(weighted))
+    reference = numpy_label_loop(features.astype(np.float64), labels.astype(np.float64))
+    error = np.max(np.abs(np.asarray(forward(features_jax, labels_jax)) - reference))
+    t_forward = _best_time(lambda: forward(features_jax, labels_jax), repeats)
+    t_backward = _best_time(lambda: backward(features_jax, labels_jax), repeats)
+    t_base = _best_time(lambda: numpy_label_loop(features, labels), repeats)
+    print(
+        f"  ours forward {t_forward:6.3f} s   forward + gradient {t_backward:6.3f} s   "
+        f"NumPy label loop (float32) {t_base:6.3f} s   max |H - float64 loop| {error:.1e}"
+    )
+
+
+def bench_batch_terms(labels, repeats, batch_size=128, bits=64):
+    """J1 (value and gradient) and S of one batch against the training set: ours (present labels
+    gathered) against the same sums over all c labels (`[c, c, k]` differences; the dense
+    `[b, c] x [c, n]` product)."""
+    from ltcmh_jax.losses import autoencoder as autoencoder_losses
+
+    rng = np.random.default_rng(_SEED.value)
+    num_labels = labels.shape[1]
+    batch = jnp.asarray(labels[rng.choice(labels.shape[0], batch_size, replace=False)])
+    commonality = jnp.asarray(rng.standard_normal((batch_size, bits)), jnp.float32)
+    r = rng.random((num_labels, num_labels))
+    r = jnp.asarray((r + r.T) / 2, jnp.float32)
+
+    def full_j1(c, y, r_x, r_y):
+        weights = (y != 0).astype(c.dtype)
+        sizes = weights.sum(axis=0)
+        present = sizes > 0
+        prototypes = weights.T @ c / jnp.where(present, sizes, 1.0)[:, None]
+        pair = jnp.where(present[:, None] & present[None, :], r_x + r_y, 0.0)
+        return autoencoder_losses._weighted_prototype_spread(prototypes, pair)
+
+    ours = jax.jit(jax.value_and_grad(losses.commonality_regularizer))
+    full = jax.jit(jax.value_and_grad(full_j1))
+    args = (commonality, batch, r, r)
+    t_ours, t_full = (_best_time(lambda f=f: f(*args), repeats) for f in (ours, full))
+    difference = abs(float(ours(*args)[0]) - float(full(*args)[0]))
+    print(
+        f"J1 (sum) + gradient, batch {batch_size}, k = {bits}: ours {t_ours * 1e3:7.1f} ms   "
+        f"all c labels {t_full * 1e3:7.1f} ms   |value diff| {difference:.1e}"
+    )
+    train = jnp.asarray(labels)
+    ours_s = jax.jit(losses.similarity_matrix)
+    dense_s = jax.jit(lambda a, b: ((a @ b.T) > 0).astype(jnp.float32))
+    t_ours = _best_time(lambda: ours_s(batch, train), repeats)
+    t_dense = _best_time(lambda: dense_s(batch, train), repeats)
+    same = bool(jnp.all(ours_s(batch, train) == dense_s(batch, train)))
+    print(
+        f"S, batch {batch_size} x n = {labels.shape[0]}: ours {t_ours * 1e3:7.1f} ms   "
+        f"dense product {t_dense * 1e3:7.1f} ms   equal {same}"
+    )
+
+
 def main(argv):
     del argv
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}")
+    if _CASE.value != "zipf":
+        bench_hausdorff_case(_CASE.value, _REPEATS.value)
+        if _CASE.value == "aloi":
+            bench_batch_terms(aloi_split_labels(), _REPEATS.value)
+        return
     bench_hsic(_REPEATS.value)
     bench_hausdorff(_REPEATS.value)
 
