@@ -305,7 +305,7 @@ def bench_batch_terms(labels, repeats, batch_size=128, bits=64):
         present = sizes > 0
         prototypes = weights.T @ c / jnp.where(present, sizes, 1.0)[:, None]
         pair = jnp.where(present[:, None] & present[None, :], r_x + r_y, 0.0)
-        return autoencoder_losses._weighted_prototype_spread(prototypes, pair)
+        return autoencoder_losses.weighted_prototype_spread(prototypes, pair)
 
     ours = jax.jit(jax.value_and_grad(losses.commonality_regularizer))
     full = jax.jit(jax.value_and_grad(full_j1))

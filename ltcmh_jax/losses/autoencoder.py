@@ -16,7 +16,7 @@ def _check_same_shape(name: str, first: str, a: jax.Array, second: str, b: jax.A
 J1_NORMALIZATIONS = ("sum", "relative")
 
 
-def _weighted_prototype_spread(prototypes: jax.Array, pair_weights: jax.Array) -> jax.Array:
+def weighted_prototype_spread(prototypes: jax.Array, pair_weights: jax.Array) -> jax.Array:
     """`[p, k]` Q, `[p, p]` W -> 1/2 sum_ab W_ab ||q_a - q_b||^2, from the differences directly
     (no cancellation, unlike the trace form tr(Q^T (D - W) Q))."""
     differences = prototypes[:, None, :] - prototypes[None, :, :]
@@ -26,7 +26,7 @@ def _weighted_prototype_spread(prototypes: jax.Array, pair_weights: jax.Array) -
 def _present_label_spread(
     prototypes: jax.Array, pair_weights: jax.Array, present: jax.Array, slots: int
 ) -> jax.Array:
-    """`_weighted_prototype_spread` over the present labels only, when at most `slots` of them.
+    """`weighted_prototype_spread` over the present labels only, when at most `slots` of them.
 
     A batch of n rows with one label each holds at most n of c labels; ALOI's batch of 128 rows
     meets 1,000 labels, whose `[c, c, k]` differences (256 MB for k = 64) made J1 most of an
@@ -44,11 +44,11 @@ def _present_label_spread(
     def gathered(prototypes, pair_weights):
         weights = pair_weights[index][:, index]
         weights = jnp.where(used[:, None] & used[None, :], weights, 0.0)
-        return _weighted_prototype_spread(prototypes[index], weights)
+        return weighted_prototype_spread(prototypes[index], weights)
 
     # Checkpointed: under reverse mode `cond` keeps the residuals of both branches (zeros for the
     # one not taken), and the full branch's would be its `[c, c, k]` differences.
-    full = jax.checkpoint(_weighted_prototype_spread)
+    full = jax.checkpoint(weighted_prototype_spread)
     return jax.lax.cond(jnp.sum(present) <= slots, gathered, full, prototypes, pair_weights)
 
 
@@ -122,7 +122,7 @@ def commonality_regularizer(
         # full branch inside.
         total = _present_label_spread(prototypes, pair_weights, present, num_rows)
     else:
-        total = _weighted_prototype_spread(prototypes, pair_weights)
+        total = weighted_prototype_spread(prototypes, pair_weights)
     if normalization == "sum":
         return total
     weight = 0.5 * jnp.sum(pair_weights)
