@@ -1,11 +1,15 @@
 """Tests of ltcmh_jax/train/report.py: epoch summaries, the progress line, TensorBoard events."""
 
+import importlib.util
 import io
 import logging
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from ltcmh_jax.train import report
 
@@ -119,3 +123,26 @@ def test_scalar_writer_writes_every_numeric_key_as_a_tensorboard_event(tmp_path)
         "mech/flip": [(1, 3.0)],
         "map/i2t": [(2, 0.75)],
     }
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="only PyTorch being installed can slow this"
+)
+def test_the_tensorboard_writer_does_not_import_torch(tmp_path):
+    # tensorboardX imports torch when it can (5-40 s per run here); the writer must not let it.
+    script = (
+        "import sys\n"
+        "from ltcmh_jax.train import report\n"
+        f"writer = report.ScalarWriter({str(tmp_path)!r})\n"
+        "writer.write({'epoch': 1, 'loss': 0.5})\n"
+        "writer.close()\n"
+        "assert writer is not None and 'torch' not in sys.modules, 'torch was imported'\n"
+        "import torch\n"  # and it stays importable afterwards
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))

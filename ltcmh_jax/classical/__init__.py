@@ -4,6 +4,8 @@
 - `fit_cca_itq`: CCA + ITQ (Gong et al., TPAMI 2013), unsupervised.
 - `fit_linear_floor`: ridge regression onto the labels + a shared random projection, supervised.
 Each returns a `LinearHashing` with `encode_image` / `encode_text` -> int8 `[n, k]` in {-1, +1}.
+`fit_on_rbf_features(fit, ...)` fits any of them on Gaussian-kernel anchor features instead
+(`KernelHashing`), for views with fewer columns than the code has bits.
 """
 
 from ltcmh_jax.classical.cca_itq import CanonicalPairs as CanonicalPairs
@@ -13,6 +15,10 @@ from ltcmh_jax.classical.hashing import LinearEncoder as LinearEncoder
 from ltcmh_jax.classical.hashing import LinearHashing as LinearHashing
 from ltcmh_jax.classical.itq import itq_rotation as itq_rotation
 from ltcmh_jax.classical.itq import quantization_loss as quantization_loss
+from ltcmh_jax.classical.kernel import KernelHashing as KernelHashing
+from ltcmh_jax.classical.kernel import RBFFeatures as RBFFeatures
+from ltcmh_jax.classical.kernel import fit_on_rbf_features as fit_on_rbf_features
+from ltcmh_jax.classical.kernel import fit_rbf_features as fit_rbf_features
 from ltcmh_jax.classical.linear_floor import fit_linear_floor as fit_linear_floor
 from ltcmh_jax.classical.linear_floor import ridge_to_labels as ridge_to_labels
 from ltcmh_jax.classical.scm import SCM_VARIANTS as SCM_VARIANTS

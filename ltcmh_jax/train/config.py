@@ -31,6 +31,10 @@ EPOCH_MODES = ("auto", "scan", "step")
 MODALITY_CHOICES = {"both": ("image", "text"), "image": ("image",)}
 
 
+# `setting(before=...)` when no value of a setting reproduces runs saved before it existed.
+NO_EARLIER_VALUE = object()
+
+
 def setting(
     default,
     help: str,  # noqa: A002 -- the word absl uses
@@ -39,11 +43,15 @@ def setting(
     minimum: float | None = None,
     exclusive_minimum: bool = False,
     affects_results: bool = True,
+    before: typing.Any = NO_EARLIER_VALUE,
 ):
     """A `TrainConfig` field with its flag help, allowed values and lower bound.
 
     `affects_results=False` marks a setting that does not change what a run computes (paths,
     checkpoint cadence, progress): a run resumed with another value continues the same run.
+    `before` is the value that reproduces what the code computed before the setting existed, so a
+    run saved then (its config lacks the key) matches a config with that value; without it such a
+    run differs from every config (the safe answer when no value reproduces the old behaviour).
     """
     metadata = {
         "help": help,
@@ -51,6 +59,7 @@ def setting(
         "minimum": minimum,
         "exclusive_minimum": exclusive_minimum,
         "affects_results": affects_results,
+        "before": before,
     }
     if isinstance(default, tuple):
         return dataclasses.field(default_factory=lambda: default, metadata=metadata)
@@ -135,6 +144,14 @@ class TrainConfig:
         minimum=1,
     )
     bits: int = setting(64, "Hash code length k.", minimum=1)
+    floor_anchors: int = setting(
+        0,
+        "Closed-form floors only: 0 fits them on the raw views; N on Gaussian-kernel values "
+        "against N training rows per view (standardised, bandwidth the mean anchor distance), "
+        "so a view of d < --bits columns can still give --bits bits.",
+        minimum=0,
+        before=0,
+    )
     epochs: int = setting(500, "Training epochs (paper: 500).", minimum=1)
     batch_size: int = setting(
         128, "Global batch size, rounded up to a multiple of the device count.", minimum=1
@@ -179,6 +196,7 @@ class TrainConfig:
         "With --optimizer=adam, decoupled weight decay (AdamW: each step shrinks the parameters "
         "by rate x this) of every parameter group; 0: plain Adam; sgd ignores it (docs/DESIGN.md).",
         minimum=0,
+        before=0.0,
     )
     min_steps: int = setting(
         1000,
@@ -266,6 +284,7 @@ class TrainConfig:
         "bfloat16 inputs, float32 accumulation, for the likelihood's two products: on, off, or "
         "auto (on for GPU/TPU, off on CPU; docs/DESIGN.md, Training speed).",
         choices=("auto", "on", "off"),
+        before="off",
     )
     epoch_mode: str = setting(
         "auto",
@@ -307,6 +326,11 @@ class TrainConfig:
             raise ValueError(
                 f"--modality: the closed-form floor --method={self.method} is cross-modal; "
                 "use --modality=both"
+            )
+        if self.floor_anchors and self.method not in CLASSICAL_METHODS:
+            raise ValueError(
+                f"--floor_anchors: kernel features are for the closed-form floors "
+                f"{CLASSICAL_METHODS}, not --method={self.method}; use --floor_anchors=0"
             )
         if self.method != "ltcmh" and self.variant != "full":
             raise ValueError(
@@ -352,6 +376,14 @@ class TrainConfig:
                 f"--image_net: cnnf needs raw images; --dataset={self.dataset} has feature vectors"
             )
         return self
+
+    def earlier_values(self) -> dict:
+        """`{field: value}` reproducing runs saved before the field existed (`setting(before=)`)."""
+        return {
+            field.name: field.metadata["before"]
+            for field in dataclasses.fields(self)
+            if field.metadata["before"] is not NO_EARLIER_VALUE
+        }
 
     def run_fields(self) -> dict:
         """The fields that define what a run computes (compared when resuming)."""

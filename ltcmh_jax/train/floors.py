@@ -4,6 +4,7 @@ the same codes dict, so `train_and_evaluate` writes the same `results.json` and 
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -15,23 +16,43 @@ from ltcmh_jax.train.config import TrainConfig
 ENCODE_CHUNK = 8192
 
 
-def fit_floor(config: TrainConfig, dataset, train_rows: np.ndarray) -> classical.LinearHashing:
-    """The floor `config.method` fitted on the training rows (at `config.bits`, `config.seed`)."""
+def fit_floor(config: TrainConfig, dataset, train_rows: np.ndarray):
+    """The floor `config.method` fitted on the training rows (at `config.bits`, `config.seed`):
+    a `classical.LinearHashing`, or a `classical.KernelHashing` with `--floor_anchors`."""
     image = np.asarray(dataset.image[train_rows], np.float64).reshape(len(train_rows), -1)
     text = np.asarray(dataset.text[train_rows], np.float64)
     labels = np.asarray(dataset.labels[train_rows], np.float64)
-    bits, seed = config.bits, config.seed
     if config.method in ("scm", "scm_orth"):
         variant = "seq" if config.method == "scm" else "orth"
-        return classical.fit_scm(image, text, labels, bits=bits, variant=variant, seed=seed)
-    if config.method == "cca_itq":
-        return classical.fit_cca_itq(image, text, bits=bits, seed=seed)
-    if config.method == "linear":
-        return classical.fit_linear_floor(image, text, labels, bits=bits, seed=seed)
-    raise ValueError(f"--method: {config.method!r} is not a closed-form floor")
+        fit, args = functools.partial(classical.fit_scm, variant=variant), (labels,)
+    elif config.method == "cca_itq":
+        fit, args = classical.fit_cca_itq, ()
+    elif config.method == "linear":
+        fit, args = classical.fit_linear_floor, (labels,)
+    else:
+        raise ValueError(f"--method: {config.method!r} is not a closed-form floor")
+    if config.floor_anchors:
+        return classical.fit_on_rbf_features(
+            fit,
+            image,
+            text,
+            *args,
+            bits=config.bits,
+            anchors=config.floor_anchors,
+            seed=config.seed,
+        )
+    try:
+        return fit(image, text, *args, bits=config.bits, seed=config.seed)
+    except ValueError as error:
+        if "exceeds" not in str(error):
+            raise
+        raise ValueError(
+            f"--{str(error)}; a floor is linear in each view, so --floor_anchors=500 "
+            "(Gaussian-kernel features) is what gives it more bits than a view has columns"
+        ) from error
 
 
-def floor_codes(hashing: classical.LinearHashing, dataset, rows: np.ndarray) -> dict:
+def floor_codes(hashing, dataset, rows: np.ndarray) -> dict:
     """`{"image": [n, k], "text": [n, k]}` int8 codes of dataset rows."""
     image, text = [], []
     for start in range(0, len(rows), ENCODE_CHUNK):

@@ -169,6 +169,26 @@ def scalar_tag(key: str) -> str:
     return key if "/" in key else f"run/{key}"
 
 
+def import_summary_writer():
+    """`tensorboardX.SummaryWriter`, imported without PyTorch.
+
+    tensorboardX imports torch whenever it is installed, only so that it can accept torch tensors;
+    we log Python floats. On this 2-core machine that import took 5-8 s per process, 40 s cold,
+    in every run and in each test that starts one. So torch is hidden while tensorboardX loads (an
+    `import torch` then raises ImportError, which tensorboardX catches) and unhidden right after:
+    a later `import torch` elsewhere in the process works as usual.
+    """
+    hidden = "torch" not in sys.modules
+    if hidden:
+        sys.modules["torch"] = None  # the import system's "not importable" marker
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if hidden:
+            del sys.modules["torch"]
+    return SummaryWriter
+
+
 class ScalarWriter:
     """TensorBoard event files of every numeric key of each metrics.jsonl row (tensorboardX,
     which needs no TensorFlow), at step = epoch; a no-op, with one warning, without tensorboardX."""
@@ -178,11 +198,11 @@ class ScalarWriter:
         if not enabled:
             return
         try:
-            from tensorboardX import SummaryWriter
+            summary_writer = import_summary_writer()
         except ImportError as error:
             log.warning("no TensorBoard events: %s", error)
             return
-        self.writer = SummaryWriter(logdir)
+        self.writer = summary_writer(logdir)
 
     def write(self, row: dict) -> None:
         if self.writer is None:

@@ -67,12 +67,20 @@ def split_arrays(split: data_lib.Split) -> dict[str, np.ndarray]:
 
 
 def differing_flags(saved: dict, config: TrainConfig) -> dict[str, tuple]:
-    """`{flag: (saved value, value now)}` for each result-affecting setting that differs."""
-    return {
-        key: (saved.get(key), value)
-        for key, value in json_safe(config.run_fields()).items()
-        if saved.get(key) != value
-    }
+    """`{flag: (saved value, value now)}` for each result-affecting setting that differs.
+
+    A key the saved config lacks (the run predates the setting) matches when the value now is the
+    setting's `before` value, the one that computes what the code computed then.
+    """
+    earlier = config.earlier_values()
+    differences = {}
+    for key, value in json_safe(config.run_fields()).items():
+        if key in saved:
+            if saved[key] != value:
+                differences[key] = (saved[key], value)
+        elif key not in earlier or json_safe({key: earlier[key]})[key] != value:
+            differences[key] = (None, value)
+    return differences
 
 
 def is_extension(differences: dict[str, tuple]) -> bool:
