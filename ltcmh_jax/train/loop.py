@@ -193,90 +193,55 @@ def _train(trainer, checkpointer, state, first_epoch, history, train_seconds, wo
     """Epochs `first_epoch` to the last, with their log lines, metrics.jsonl and checkpoints;
     when `stop` is set, a checkpoint at the end of the current epoch and `TrainingInterrupted`."""
     config = trainer.config
-    is_writer = jax.process_index() == 0
-    progress = report.ProgressBar(
-        trainer.epochs, first_epoch, enabled=config.progress and is_writer
-    )
-    scalars = report.ScalarWriter(os.path.join(workdir, "tensorboard"), enabled=is_writer)
-    every = report.summary_interval(trainer.epochs, config.eval_every)
-    try:
-        return _epochs(
-            trainer,
-            checkpointer,
-            state,
-            first_epoch,
-            history,
-            train_seconds,
-            workdir,
-            stop,
-            progress,
-            scalars,
-            every,
-        )
-    finally:
-        progress.close()
-        scalars.close()
-
-
-def _epochs(
-    trainer,
-    checkpointer,
-    state,
-    first_epoch,
-    history,
-    train_seconds,
-    workdir,
-    stop,
-    progress,
-    scalars,
-    every,
-):
-    config = trainer.config
     epochs = trainer.epochs
     is_writer = jax.process_index() == 0
+    every = report.summary_interval(epochs, config.eval_every)
     probe = MechanismProbe(trainer)
-    for epoch in range(first_epoch, epochs):
-        started = time.monotonic()
-        try:
-            state, terms = trainer.run_epoch(state, epoch, progress.update)
-        except FloatingPointError as error:
-            kept = checkpointer.latest_epoch()
-            where = (
-                os.path.join(checkpointer.directory, str(kept))
-                if kept is not None
-                else "none written yet"
-            )
-            raise FloatingPointError(f"{error} ({where})") from None
-        seconds = time.monotonic() - started
-        train_seconds += seconds
-        row = {"epoch": epoch + 1, "seconds": seconds, **report.epoch_summary(terms)}
-        row.update(probe(state, row))
-        if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < epochs:
-            row.update(trainer.evaluate(state)[0])
-        history.append(row)
-        progress.update(epoch + 1, final=True)
-        report.log_epoch(row, epochs, every=every)
-        scalars.write(row)
-        if is_writer:
-            run_dir.write_lines_atomic(os.path.join(workdir, "metrics.jsonl"), history)
-        last = epoch + 1 == epochs
-        stopping = stop.is_set() and not last
-        periodic = config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0
-        if stopping or (config.checkpoint_every and (periodic or last)):
-            meta = {
-                "epoch": epoch + 1,
-                "config": config.run_fields(),
-                "history": run_dir.json_safe(history),
-                "train_seconds": train_seconds,
-            }
-            checkpointer.save(epoch + 1, state, run_dir.split_arrays(trainer.split), meta)
-        if stopping:
-            checkpointer.close()
-            raise TrainingInterrupted(
-                f"stopped after epoch {epoch + 1}/{epochs} with a checkpoint in "
-                f"{checkpointer.directory}; run the same command again to resume",
-                epoch=epoch + 1,
-            )
+    progress = report.ProgressBar(epochs, first_epoch, enabled=config.progress and is_writer)
+    scalars = report.ScalarWriter(os.path.join(workdir, "tensorboard"), enabled=is_writer)
+    with contextlib.closing(progress), contextlib.closing(scalars):
+        for epoch in range(first_epoch, epochs):
+            started = time.monotonic()
+            try:
+                state, terms = trainer.run_epoch(state, epoch, progress.update)
+            except FloatingPointError as error:
+                kept = checkpointer.latest_epoch()
+                where = (
+                    os.path.join(checkpointer.directory, str(kept))
+                    if kept is not None
+                    else "none written yet"
+                )
+                raise FloatingPointError(f"{error} ({where})") from None
+            seconds = time.monotonic() - started
+            train_seconds += seconds
+            row = {"epoch": epoch + 1, "seconds": seconds, **report.epoch_summary(terms)}
+            row.update(probe(state, row))
+            if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < epochs:
+                row.update(trainer.evaluate(state)[0])
+            history.append(row)
+            progress.update(epoch + 1, final=True)
+            report.log_epoch(row, epochs, every=every)
+            scalars.write(row)
+            if is_writer:
+                run_dir.write_lines_atomic(os.path.join(workdir, "metrics.jsonl"), history)
+            last = epoch + 1 == epochs
+            stopping = stop.is_set() and not last
+            periodic = config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0
+            if stopping or (config.checkpoint_every and (periodic or last)):
+                meta = {
+                    "epoch": epoch + 1,
+                    "config": config.run_fields(),
+                    "history": run_dir.json_safe(history),
+                    "train_seconds": train_seconds,
+                }
+                checkpointer.save(epoch + 1, state, run_dir.split_arrays(trainer.split), meta)
+            if stopping:
+                checkpointer.close()
+                raise TrainingInterrupted(
+                    f"stopped after epoch {epoch + 1}/{epochs} with a checkpoint in "
+                    f"{checkpointer.directory}; run the same command again to resume",
+                    epoch=epoch + 1,
+                )
     return state, train_seconds
 
 
