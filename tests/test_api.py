@@ -19,6 +19,7 @@ TINY_SETTINGS = dict(
     min_steps=0,
     num_query=200,
     progress=False,
+    plots=False,
 )
 
 

@@ -24,7 +24,14 @@ from ltcmh_jax.data.synthetic import make_synthetic_longtail
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A cheap configuration: whatever is refused is refused before it matters.
-SMALL = ("--bits=8", "--epochs=1", "--text_hidden=32", "--ae_hidden=16", "--progress=false")
+SMALL = (
+    "--bits=8",
+    "--epochs=1",
+    "--text_hidden=32",
+    "--ae_hidden=16",
+    "--progress=false",
+    "--plots=false",
+)
 NPZ = ("--dataset=npz", "--num_query=60", *SMALL)
 LONGTAIL = ("--z1=40", "--imbalance_factor=4")
 

@@ -33,6 +33,7 @@ TINY_FLAGS = """# tiny test grid
 --text_hidden=128
 --ae_hidden=32
 --checkpoint_every=0
+--plots=false
 --workdir=runs/tiny
 """
 
@@ -175,6 +176,7 @@ def test_runner_produces_tables_figures_and_resumes_without_training_again(
     assert figure["figures"] == [str(out / "figure2-16bits.png")]
     assert os.path.getsize(figure["figures"][0]) > 1000
     assert "| i2t_tail | LtCMH |" in (out / "figure2.md").read_text()
+    assert "| t2i_tail_only | LtCMH |" in (out / "figure2.md").read_text()
 
 
 def test_finished_runs_lose_their_checkpoints_unless_kept(tmp_path):

@@ -51,6 +51,7 @@ _TINY_FLAGS = (
     "--checkpoint_every=1",
     "--eval_every=0",
     "--progress=false",
+    "--plots=false",
 )
 
 

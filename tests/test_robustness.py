@@ -78,6 +78,7 @@ def test_default_recipe_trains_with_finite_losses(name, tmp_path):
             text_hidden=512,
             checkpoint_every=0,
             eval_every=0,
+            plots=False,
             progress=False,
         )
     ).validate()

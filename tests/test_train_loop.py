@@ -88,10 +88,12 @@ def test_the_main_job_learns_well_above_chance(tmp_path):
     # Chance is 0.2225 on this split; measured after 16 epochs: I->T 0.2512, T->I 0.2773.
     for key in ("map_i2t", "map_t2i"):
         assert results[key] > results["chance_map"] + 0.015, (key, results[key])
+    # TINY turns the PNGs off (--plots=false): none written, the numbers are all there.
+    assert results["plots"] == [] and not list(tmp_path.glob("*.png"))
 
 
 def test_image_only_protocol_trains_and_reports_image_to_image_map(tmp_path):
-    config = dataclasses.replace(TINY, modality="image", epochs=16, checkpoint_every=0)
+    config = dataclasses.replace(TINY, modality="image", epochs=16, checkpoint_every=0, plots=True)
     results = train_lib.train_and_evaluate(config, str(tmp_path))
     # Chance 0.2225; measured after 16 epochs: I->I 0.2697.
     assert results["map_i2i"] > results["chance_map"] + 0.025, results["map_i2i"]
@@ -105,6 +107,7 @@ def test_image_only_protocol_trains_and_reports_image_to_image_map(tmp_path):
     assert "autoencoder/j1_commonality" in rows[0]
     assert not [key for key in rows[0] if "j2_hsic" in key or key.startswith("text/")]
     assert (tmp_path / "pr_curves.png").exists()
+    assert results["plots"] and all(os.path.getsize(path) > 1000 for path in results["plots"])
 
 
 def test_a_run_from_the_tfds_builder_gives_the_codes_of_the_same_data_from_an_npz(tmp_path):

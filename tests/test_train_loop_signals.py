@@ -61,6 +61,7 @@ def _main_job(workdir, epochs):
         f"--epochs={epochs}",
         "--eval_every=0",
         "--progress=false",
+        "--plots=false",
     ]
     return [sys.executable, "-m", "experiments.main", *flags]
 

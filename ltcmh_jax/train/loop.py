@@ -114,12 +114,17 @@ def train_and_evaluate(
             # The training split's input statistics: what encoding new data needs (DESIGN.md).
             run_dir.save_npz_atomic(os.path.join(workdir, "input_scaling.npz"), input_statistics)
         run_dir.write_lines_atomic(os.path.join(workdir, "metrics.jsonl"), history)
-        results["plots"] = report.write_plots(
-            workdir,
-            history,
-            codes,
-            run_name=f"{config.method} ({config.variant}), {config.dataset}, {config.bits} bits",
-            chance=results["chance_map"],
+        results["plots"] = (
+            report.write_plots(
+                workdir,
+                history,
+                codes,
+                run_name=f"{config.method} ({config.variant}), {config.dataset}, "
+                f"{config.bits} bits",
+                chance=results["chance_map"],
+            )
+            if config.plots
+            else []
         )
         run_dir.write_json_atomic(os.path.join(workdir, "results.json"), results)
     return run_dir.json_safe(results)
