@@ -54,6 +54,7 @@ def test_every_field_carries_its_help_and_settings_that_do_not_change_results_ar
         "eval_every",
         "epoch_mode",
         "progress",
+        "plots",
     }
     fields = TrainConfig(image_hidden=(8, 4)).run_fields()
     assert not logistic & set(fields) and fields["image_hidden"] == [8, 4]
