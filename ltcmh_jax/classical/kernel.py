@@ -82,8 +82,11 @@ def fit_rbf_features(features, *, anchors: int, seed: int = 0, name: str = "feat
             f"--floor_anchors: {anchors} anchors exceed the {num_rows} training rows of {name}"
         )
     mean = moments.column_mean(features)
-    gram = moments.centred_cross_product(features, mean, features, mean)
-    spread = np.sqrt(np.maximum(np.diag(gram) / num_rows, 0.0))
+    # Column variances in row chunks: the d x d Gram would take 200 MB at d = 5,000.
+    squares = np.zeros(features.shape[1])
+    for rows in moments.row_chunks(*features.shape):
+        squares += ((features[rows].astype(np.float64) - mean) ** 2).sum(axis=0)
+    spread = np.sqrt(squares / num_rows)
     typical = spread.mean()
     scale = np.maximum(spread, _SPREAD_FLOOR * typical) if typical > 0 else np.ones_like(spread)
     rng = np.random.default_rng(seed)
