@@ -15,12 +15,14 @@ from ltcmh_jax.classical.hashing import LinearEncoder as LinearEncoder
 from ltcmh_jax.classical.hashing import LinearHashing as LinearHashing
 from ltcmh_jax.classical.itq import itq_rotation as itq_rotation
 from ltcmh_jax.classical.itq import quantization_loss as quantization_loss
+from ltcmh_jax.classical.kernel import SUGGESTED_ANCHORS as SUGGESTED_ANCHORS
 from ltcmh_jax.classical.kernel import KernelHashing as KernelHashing
 from ltcmh_jax.classical.kernel import RBFFeatures as RBFFeatures
 from ltcmh_jax.classical.kernel import fit_on_rbf_features as fit_on_rbf_features
 from ltcmh_jax.classical.kernel import fit_rbf_features as fit_rbf_features
 from ltcmh_jax.classical.linear_floor import fit_linear_floor as fit_linear_floor
 from ltcmh_jax.classical.linear_floor import ridge_to_labels as ridge_to_labels
+from ltcmh_jax.classical.moments import TooManyBitsError as TooManyBitsError
 from ltcmh_jax.classical.scm import SCM_VARIANTS as SCM_VARIANTS
 from ltcmh_jax.classical.scm import fit_scm as fit_scm
 from ltcmh_jax.classical.scm import (

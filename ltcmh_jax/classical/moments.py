@@ -66,12 +66,16 @@ def check_labels(labels, *, num_rows: int) -> np.ndarray:
     return labels.astype(np.float64)
 
 
+class TooManyBitsError(ValueError):
+    """`bits` above what a linear map of the views can give (a view's columns, canonical pairs)."""
+
+
 def check_bits(bits, *, limit: int | None = None, reason: str = "") -> int:
     """A positive integer code length, at most `limit` when there is one (`reason` says why)."""
     if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or bits < 1:
         raise ValueError(f"bits: expected a positive integer, got {bits!r}")
     if limit is not None and bits > limit:
-        raise ValueError(f"bits: {bits} exceeds {limit}, {reason}")
+        raise TooManyBitsError(f"bits: {bits} exceeds {limit}, {reason}")
     return int(bits)
 
 

@@ -43,12 +43,11 @@ def fit_floor(config: TrainConfig, dataset, train_rows: np.ndarray):
         )
     try:
         return fit(image, text, *args, bits=config.bits, seed=config.seed)
-    except ValueError as error:
-        if "exceeds" not in str(error):
-            raise
-        raise ValueError(
-            f"--{str(error)}; a floor is linear in each view, so --floor_anchors=500 "
-            "(Gaussian-kernel features) is what gives it more bits than a view has columns"
+    except classical.TooManyBitsError as error:
+        raise classical.TooManyBitsError(
+            f"--{error}; a floor is linear in each view, so "
+            f"--floor_anchors={classical.SUGGESTED_ANCHORS} (Gaussian-kernel features) is what "
+            "gives it more bits than a view has columns"
         ) from error
 
 
