@@ -31,7 +31,7 @@ _METHODS = flags.DEFINE_list(
     "methods",
     ["scm", "cca_itq", "scm+rbf", "cca_itq+rbf", "linear", "dcmh", "metacmh", "ltcmh"],
     "Methods, floors first (linear: the ridge floor of issue 11; FLOOR+rbf: the floor on "
-    "Gaussian-kernel features, --floor_anchors=classical.SUGGESTED_ANCHORS).",
+    f"Gaussian-kernel features, --floor_anchors={classical.SUGGESTED_ANCHORS}).",
 )
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (split, initialisation, batches).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quality", "Where the runs go.")
