@@ -320,3 +320,58 @@ def test_initialisation_is_deterministic_for_a_seed():
     for first, again in zip(leaves(0), leaves(0), strict=True):
         np.testing.assert_array_equal(first, again)
     assert not all(np.array_equal(a, b) for a, b in zip(leaves(0), leaves(1), strict=True))
+
+
+# ---------------------------------------------------------------- LtCMH commonality memory
+
+
+def _memory_model(seed=0):
+    model = build_model(_config(commonality_path="memory"), rngs=nnx.Rngs(seed))
+    rng = np.random.default_rng(seed)
+    model.autoencoder.set_commonality_centroids(rng.normal(size=(LABELS, BITS)))
+    return model
+
+
+def test_the_commonality_memory_is_attention_over_the_label_means_of_c_star():
+    model = _memory_model()
+    images, _ = _batch()
+    features_x = np.asarray(model.image_features(images))
+    reader = model.autoencoder.commonality_estimator_x.attention
+    kernel, bias = np.asarray(reader.kernel[...]), np.asarray(reader.bias[...])
+    normalized = features_x / np.sqrt(np.mean(features_x**2, axis=1, keepdims=True) + 1e-12)
+    logits = normalized @ kernel + bias
+    weights = np.exp(logits - logits.max(1, keepdims=True))
+    weights /= weights.sum(1, keepdims=True)
+    centroids = np.asarray(model.autoencoder.commonality_centroids[...])
+    np.testing.assert_allclose(
+        model.autoencoder.commonality_estimate_x(features_x), weights @ centroids, rtol=1e-5
+    )
+    # No MLP estimator, one memory shared by both readers; the other paths have none.
+    assert _paths(model, Memory) == {"autoencoder/commonality_centroids"}
+    assert _paths(_model(), Memory) == set()
+    assert not _config().has_commonality_memory
+    assert not _config(variant="wo_c", commonality_path="memory").has_commonality_memory
+
+
+def test_commonality_memory_encoders_read_their_side_and_the_shared_memory_only():
+    images, text = _batch()
+    memory = ("autoencoder/commonality_centroids",)
+    for encode, inputs, keep in (
+        ("encode_image", images, IMAGE_SIDE + memory),
+        ("encode_text", text, TEXT_SIDE + memory),
+    ):
+        model = _memory_model()
+        expected = np.asarray(getattr(model, encode)(inputs))
+        _poison(model, keep)
+        np.testing.assert_array_equal(getattr(model, encode)(inputs), expected, err_msg=encode)
+
+
+def test_a_bad_commonality_memory_is_refused_naming_what_is_wrong():
+    with pytest.raises(ValueError, match="commonality_path"):
+        _config(commonality_path="attention")
+    with pytest.raises(ValueError, match="num_labels"):
+        _config(commonality_path="memory", num_labels=0)
+    with pytest.raises(ValueError, match=r"shape \(3, 8\)"):
+        _memory_model().autoencoder.set_commonality_centroids(np.zeros((2, BITS)))
+    with pytest.raises(ValueError, match="no memory"):
+        _model().autoencoder.set_commonality_centroids(np.zeros((LABELS, BITS)))

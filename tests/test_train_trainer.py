@@ -211,6 +211,32 @@ def test_metacmh_centroids_are_the_label_means_of_the_buffers_before_and_after_a
     assert not np.allclose(first, memories(state)[0])
 
 
+def test_ltcmh_commonality_memory_holds_the_label_means_of_c_star_before_and_after_an_epoch(
+    tiny_data,
+):
+    trainer = make_trainer(tiny_data, commonality_path="memory")
+    labels = jnp.asarray(trainer.train_labels)
+
+    def memory_and_expected(state):
+        model = state_lib.merge_model(trainer.graphdef, state)
+        commonality = model.autoencoder.commonality(
+            state.modalities["image"].features, state.modalities["text"].features
+        )
+        return (
+            np.asarray(model.autoencoder.commonality_centroids[...]),
+            np.asarray(models.label_centroids(commonality, labels)),
+        )
+
+    state = trainer.init_state()
+    first, expected = memory_and_expected(state)
+    np.testing.assert_allclose(first, expected, atol=1e-5)
+    assert np.abs(first).sum() > 0
+    state, _ = trainer.run_epoch(state, 0)
+    memory, expected = memory_and_expected(state)
+    np.testing.assert_allclose(memory, expected, atol=1e-5)
+    assert not np.allclose(first, memory)
+
+
 def test_metacmh_centroid_update_with_a_label_absent_from_training_stays_finite(tiny_data):
     trainer = make_trainer(tiny_data, method="metacmh")
     state = trainer.init_state()

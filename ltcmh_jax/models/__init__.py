@@ -1,7 +1,12 @@
 """Flax NNX models: feature networks, the individuality-commonality auto-encoder, meta features
 and the hashing model that combines them per method (ltcmh, dcmh, metacmh)."""
 
-from ltcmh_jax.models.autoencoder import AEOutput, IndividualityCommonalityAE
+from ltcmh_jax.models.autoencoder import (
+    COMMONALITY_PATHS,
+    AEOutput,
+    CommonalityReader,
+    IndividualityCommonalityAE,
+)
 from ltcmh_jax.models.hashing import (
     AUTOENCODER_PARAMS,
     IMAGE_NETS,
@@ -26,6 +31,8 @@ __all__ = [
     "AEOutput",
     "AUTOENCODER_PARAMS",
     "CNNF",
+    "COMMONALITY_PATHS",
+    "CommonalityReader",
     "HashingModel",
     "IMAGE_NETS",
     "IMAGE_PARAMS",

@@ -16,7 +16,11 @@ import dataclasses
 import jax
 from flax import nnx
 
-from ltcmh_jax.models.autoencoder import AEOutput, IndividualityCommonalityAE
+from ltcmh_jax.models.autoencoder import (
+    COMMONALITY_PATHS,
+    AEOutput,
+    IndividualityCommonalityAE,
+)
 from ltcmh_jax.models.image import CNNF, ImageMLP
 from ltcmh_jax.models.meta import MemoryMetaFeature, MetaFeature
 from ltcmh_jax.models.text import TextMLP
@@ -62,6 +66,9 @@ class ModelConfig:
     modalities: tuple[str, ...] = ("image", "text")
     # Eq. 8's selectors read F^v / rms(F^v) instead of F^v (`MetaFeature`).
     normalize_selector_input: bool = False
+    # LtCMH's query-time estimate of C*: "estimator" (an MLP per modality) or "memory"
+    # (attention over per-label means of C*; `CommonalityReader`).
+    commonality_path: str = "estimator"
 
     def __post_init__(self):
         object.__setattr__(self, "image_hidden", tuple(int(h) for h in self.image_hidden))
@@ -71,6 +78,7 @@ class ModelConfig:
             ("variant", VARIANTS),
             ("image_net", IMAGE_NETS),
             ("modalities", MODALITY_SETS),
+            ("commonality_path", COMMONALITY_PATHS),
         ):
             if getattr(self, field) not in choices:
                 raise ValueError(
@@ -93,6 +101,11 @@ class ModelConfig:
                 )
         if any(h < 1 for h in self.image_hidden):
             raise ValueError(f"ModelConfig.image_hidden must be positive, got {self.image_hidden}")
+        if self.has_commonality_memory and self.num_labels < 1:
+            raise ValueError(
+                "ModelConfig.num_labels must be positive for the commonality memory, got "
+                f"{self.num_labels}"
+            )
         if self.method == "metacmh" and self.num_labels < 1:
             raise ValueError(
                 "ModelConfig.num_labels must be positive for metacmh's label memory, got "
@@ -102,6 +115,15 @@ class ModelConfig:
     @property
     def uses_commonality(self) -> bool:
         return self.method == "ltcmh" and self.variant not in ("wo_c", "wo_ic")
+
+    @property
+    def has_commonality_memory(self) -> bool:
+        """LtCMH with a commonality, two modalities and `commonality_path="memory"`."""
+        return (
+            self.commonality_path == "memory"
+            and self.uses_commonality
+            and len(self.modalities) == 2
+        )
 
     @property
     def uses_individuality(self) -> bool:
@@ -131,7 +153,13 @@ class HashingModel(nnx.Module):
                 use_individuality=config.uses_individuality,
             )
             autoencoder = IndividualityCommonalityAE(
-                bits, config.ae_hidden, num_modalities=len(config.modalities), **use, rngs=rngs
+                bits,
+                config.ae_hidden,
+                num_modalities=len(config.modalities),
+                commonality_path=config.commonality_path,
+                num_labels=config.num_labels,
+                **use,
+                rngs=rngs,
             )
             if config.variant != "wo_mi":
                 image_meta = MetaFeature(

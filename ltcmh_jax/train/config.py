@@ -237,6 +237,13 @@ class TrainConfig:
         "Eq. 8's selectors read F^v / rms(F^v) (normalized) or F^v (raw).",
         choices=SELECTOR_INPUTS,
     )
+    commonality_path: str = setting(
+        "estimator",
+        "LtCMH's query-time estimate of C*: estimator (an MLP per modality fitted to C*) or "
+        "memory (attention from F^v over the per-label means of C*; docs/DESIGN.md, Model).",
+        choices=models.COMMONALITY_PATHS,
+        before="estimator",
+    )
     alpha: float = setting(0.05, "Weight of J1, the commonality regularizer (Eq. 7).", minimum=0)
     beta: float = setting(0.05, "Weight of J2, the HSIC individuality term (Eq. 7).", minimum=0)
     gamma: float = setting(1.0, "Weight of the quantization term of Eq. 10.", minimum=0)

@@ -47,6 +47,7 @@ def model_config(config: TrainConfig, dataset) -> models.ModelConfig:
         num_labels=int(dataset.labels.shape[1]),
         modalities=config.modalities,
         normalize_selector_input=config.selector_input == "normalized",
+        commonality_path=config.commonality_path,
     )
 
 
@@ -156,7 +157,11 @@ class Trainer:
         if config.cnnf_weights:
             models.load_vggf_weights(model.image_net, config.cnnf_weights)
         self.has_autoencoder = model.autoencoder is not None
-        self.has_memory = isinstance(model.image_meta, models.MemoryMetaFeature)
+        # A label memory (MetaCMH's centroids of F^v, or LtCMH's centroids of C*) is refreshed
+        # from the buffers at the start and after every epoch.
+        self.has_memory = isinstance(model.image_meta, models.MemoryMetaFeature) or (
+            self.model_config.has_commonality_memory
+        )
         self.parts = split_model(model)
         self.graphdef = self.parts.graphdef
         # Compiled functions live as long as this trainer (and its mesh), not the process.
