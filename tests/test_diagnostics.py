@@ -74,3 +74,14 @@ def test_similarity_by_relation():
     related = np.array([[True, True, False], [True, True, False], [False, False, True]])
     got = diagnostics.similarity_by_relation(similarity, related)
     assert got == {"related": pytest.approx(0.8), "unrelated": pytest.approx(0.2)}
+
+
+def test_the_probes_on_device_flip_share_is_the_numpy_one():
+    from ltcmh_jax.train import mechanism
+
+    rng = np.random.default_rng(0)
+    direct, meta = rng.normal(size=(50, 8)), rng.normal(size=(50, 8))
+    meta[:, :4] = direct[:, :4] * 2.0  # half the columns keep their signs
+    assert float(mechanism._flipped_bit_share(direct, meta)) == pytest.approx(
+        diagnostics.flipped_bit_share(direct, meta)
+    )

@@ -42,7 +42,19 @@ def test_resume_and_rerun_give_the_codes_of_an_uninterrupted_run(tmp_path, monke
     for name, value in _codes(tmp_path / "straight").items():
         np.testing.assert_array_equal(_codes(resumed_dir)[name], value, err_msg=name)
     with open(os.path.join(resumed_dir, "metrics.jsonl")) as stream:
-        assert [json.loads(line)["epoch"] for line in stream] == [1, 2, 3, 4]
+        rows = [json.loads(line) for line in stream]
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    # Every epoch records the mechanism diagnostics (issue 12): shares and correlations in range.
+    for row in rows:
+        for key in (
+            "diag_bits_flipped_image", "diag_bits_flipped_text", "diag_commonality_label_share",
+            "diag_r_related_image", "diag_r_unrelated_text",
+        ):  # fmt: skip
+            assert 0.0 <= row[key] <= 1.0, (key, row[key])
+        for key in ("diag_commonality_corr_image", "diag_commonality_corr_text"):
+            assert -1.0 <= row[key] <= 1.0, (key, row[key])
+        assert row["weighted_autoencoder_j1_commonality"] >= 0.0
+    assert rows[-1]["diag_bits_flipped_image"] > 0.0  # the selectors opened
 
     for key in (
         "method", "dataset", "bits", "seed", "map_i2t", "map_t2i", "map_i2t_head",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ltcmh_jax import data as data_lib
@@ -32,6 +33,12 @@ def related_labels(config, num_labels: int) -> np.ndarray | None:
     return related
 
 
+def _flipped_bit_share(direct, meta):
+    # `diagnostics.flipped_bit_share` on the device: only a scalar comes back to the host, not
+    # the two [N, k] buffers every epoch.
+    return jnp.mean((direct >= 0) != (meta >= 0))
+
+
 def _commonality_outputs(state, features_x, features_y, *, graphdef):
     out = merge_model(graphdef, state).autoencode(features_x, features_y)
     return out.commonality, out.commonality_estimate_x, out.commonality_estimate_y
@@ -47,6 +54,7 @@ class MechanismProbe:
         self.commonality = jax.jit(
             functools.partial(_commonality_outputs, graphdef=trainer.graphdef)
         )
+        self.flipped = jax.jit(_flipped_bit_share)
 
     def __call__(self, state, summary: dict[str, float]) -> dict[str, float]:
         trainer, config = self.trainer, self.trainer.config
@@ -54,9 +62,7 @@ class MechanismProbe:
             summary, alpha=config.alpha, beta=config.beta, gamma=config.gamma, eta=config.eta
         )
         for name, modality in state.modalities.items():
-            row[f"diag_bits_flipped_{name}"] = diagnostics.flipped_bit_share(
-                np.asarray(modality.features), np.asarray(modality.meta)
-            )
+            row[f"diag_bits_flipped_{name}"] = float(self.flipped(modality.features, modality.meta))
             if self.related is not None and trainer.has_autoencoder:
                 means = diagnostics.similarity_by_relation(
                     np.asarray(modality.similarity), self.related
