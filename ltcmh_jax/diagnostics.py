@@ -1,8 +1,8 @@
 """Mechanism diagnostics: does each part of LtCMH do anything? Pure NumPy functions of arrays.
 
-The training loop records these in metrics.jsonl every epoch (docs/DESIGN.md, Diagnostics), so a
-user can see, for example, that the meta features change no bits or that the query-time
-commonality does not follow C*.
+The training loop records these in metrics.jsonl every epoch (docs/DESIGN.md, Training,
+Diagnostics), so a user can see, for example, that the meta features change no bits or that the
+query-time commonality does not follow C*.
 """
 
 from __future__ import annotations
@@ -24,6 +24,30 @@ def flipped_bit_share(direct: np.ndarray, meta: np.ndarray) -> float:
     if direct.shape != meta.shape:
         raise ValueError(f"flipped_bit_share: direct {direct.shape} and meta {meta.shape} differ")
     return float(np.mean((direct >= 0) != (meta >= 0)))
+
+
+def meta_sign_agreement(direct: np.ndarray, meta: np.ndarray) -> float:
+    """Share of entries where what Eq. 8 adds, M^v - F^v, has the sign of F^v.
+
+    Near 0.5: the meta term is unrelated to F^v's sign and can flip bits; near 1: it pushes F^v
+    further in its own direction, changing margins but hardly any code (the text side of the
+    trained models, docs/RESULTS.md). Entries where M^v = F^v are left out.
+
+    Args:
+      direct: `[n, k]` direct features F^v.
+      meta: `[n, k]` meta features M^v of the same rows.
+
+    Returns:
+      A float in [0, 1], or NaN when M^v = F^v everywhere (no meta features).
+    """
+    direct, meta = np.asarray(direct, np.float64), np.asarray(meta, np.float64)
+    if direct.shape != meta.shape:
+        raise ValueError(f"meta_sign_agreement: direct {direct.shape} and meta {meta.shape} differ")
+    added = meta - direct
+    changed = added != 0
+    if not changed.any():
+        return float("nan")
+    return float(np.mean((np.sign(added) == np.sign(direct))[changed]))
 
 
 def correlation(first: np.ndarray, second: np.ndarray) -> float:

@@ -85,3 +85,20 @@ def test_the_probes_on_device_flip_share_is_the_numpy_one():
     assert float(mechanism._flipped_bit_share(direct, meta)) == pytest.approx(
         diagnostics.flipped_bit_share(direct, meta)
     )
+
+
+def test_meta_sign_agreement_counts_the_changed_entries_that_keep_the_sign():
+    direct = np.array([[1.0, -2.0, 3.0, -1.0]])
+    meta = np.array([[2.0, -1.0, 3.0, 0.5]])  # +1 agrees, +1 disagrees, unchanged, +1.5 disagrees
+    assert diagnostics.meta_sign_agreement(direct, meta) == pytest.approx(1 / 3)
+    assert np.isnan(diagnostics.meta_sign_agreement(direct, direct))
+    with pytest.raises(ValueError, match="differ"):
+        diagnostics.meta_sign_agreement(direct, meta[:, :2])
+    from ltcmh_jax.train import mechanism
+
+    rng = np.random.default_rng(1)
+    direct, meta = rng.normal(size=(40, 8)), rng.normal(size=(40, 8))
+    assert float(mechanism._meta_sign_agreement(direct, meta)) == pytest.approx(
+        diagnostics.meta_sign_agreement(direct, meta)
+    )
+    assert np.isnan(float(mechanism._meta_sign_agreement(direct, direct)))

@@ -48,7 +48,7 @@ def test_resume_and_rerun_give_the_codes_of_an_uninterrupted_run(tmp_path, monke
     for row in rows:
         for key in (
             "diag_bits_flipped_image", "diag_bits_flipped_text", "diag_commonality_label_share",
-            "diag_r_related_image", "diag_r_unrelated_text",
+            "diag_r_related_image", "diag_r_unrelated_text", "diag_meta_sign_agreement_text",
         ):  # fmt: skip
             assert 0.0 <= row[key] <= 1.0, (key, row[key])
         for key in ("diag_commonality_corr_image", "diag_commonality_corr_text"):

@@ -39,6 +39,14 @@ def _flipped_bit_share(direct, meta):
     return jnp.mean((direct >= 0) != (meta >= 0))
 
 
+def _meta_sign_agreement(direct, meta):
+    # `diagnostics.meta_sign_agreement` on the device (NaN without meta features).
+    added = meta - direct
+    changed = added != 0
+    agree = jnp.sum(changed & (jnp.sign(added) == jnp.sign(direct)))
+    return jnp.where(jnp.any(changed), agree / jnp.maximum(jnp.sum(changed), 1), jnp.nan)
+
+
 def _commonality_outputs(state, features_x, features_y, *, graphdef):
     out = merge_model(graphdef, state).autoencode(features_x, features_y)
     return out.commonality, out.commonality_estimate_x, out.commonality_estimate_y
@@ -55,6 +63,7 @@ class MechanismProbe:
             functools.partial(_commonality_outputs, graphdef=trainer.graphdef)
         )
         self.flipped = jax.jit(_flipped_bit_share)
+        self.agreement = jax.jit(_meta_sign_agreement)
 
     def __call__(self, state, summary: dict[str, float]) -> dict[str, float]:
         trainer, config = self.trainer, self.trainer.config
@@ -63,6 +72,9 @@ class MechanismProbe:
         )
         for name, modality in state.modalities.items():
             row[f"diag_bits_flipped_{name}"] = float(self.flipped(modality.features, modality.meta))
+            agreement = float(self.agreement(modality.features, modality.meta))
+            if np.isfinite(agreement):
+                row[f"diag_meta_sign_agreement_{name}"] = agreement
             if self.related is not None and trainer.has_autoencoder:
                 means = diagnostics.similarity_by_relation(
                     np.asarray(modality.similarity), self.related
