@@ -161,10 +161,6 @@ class IndividualityCommonalityAE(nnx.Module):
             return estimator(features)
         return estimator(features, self.commonality_centroids[...])
 
-    @property
-    def has_commonality_memory(self) -> bool:
-        return self.commonality_centroids is not None
-
     def set_commonality_centroids(self, centroids: jax.Array) -> None:
         """Stores the per-label means of C* `[num_labels, bits]` the readers attend over."""
         if self.commonality_centroids is None:
