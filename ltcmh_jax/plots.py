@@ -194,8 +194,8 @@ def panel_of(key: str) -> str:
     if key.startswith("weighted_"):
         phase = next((p for p in ("autoencoder", "image", "text") if key[9:].startswith(p)), "")
         return f"{phase or 'loss'} terms x weights"
-    if key.startswith(("diag_bits_flipped", "diag_meta_sign_agreement")):
-        return "meta features: bits flipped, sign agreement of M - F with F"
+    if key.startswith(("diag_bits_flipped", "diag_meta_sign_agreement", "diag_gate_")):
+        return "meta features: bits flipped, sign agreement of M - F with F, mean |E|"
     if key.startswith("diag_commonality"):
         return "commonality at query time vs C*"
     if key.startswith("diag_r_"):

@@ -31,6 +31,20 @@ def test_meta_feature_is_eq8():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_selectors_are_the_gates_eq8_multiplies_by():
+    meta = MetaFeature(BITS, use_individuality=False, rngs=nnx.Rngs(0))
+    direct = _array(0, (5, BITS))
+    commonality_gate, individuality_gate = meta.selectors(direct)
+    np.testing.assert_allclose(
+        commonality_gate, np.tanh(_linear(meta.commonality_selector, direct)), rtol=1e-5
+    )
+    assert individuality_gate is None
+    # The normalised form starts closed: both gates are exactly 0 (M^v = F^v).
+    closed = MetaFeature(BITS, normalize_selector_input=True, rngs=nnx.Rngs(0))
+    for gate in closed.selectors(direct * 1e3):
+        np.testing.assert_array_equal(gate, 0.0)
+
+
 def test_meta_feature_with_one_memory_has_one_selector_and_refuses_the_other():
     meta = MetaFeature(BITS, use_commonality=False, rngs=nnx.Rngs(0))
     assert meta.commonality_selector is None

@@ -49,6 +49,7 @@ def test_resume_and_rerun_give_the_codes_of_an_uninterrupted_run(tmp_path, monke
         for key in (
             "diag_bits_flipped_image", "diag_bits_flipped_text", "diag_commonality_label_share",
             "diag_r_related_image", "diag_r_unrelated_text", "diag_meta_sign_agreement_text",
+            "diag_gate_commonality_image", "diag_gate_individuality_text",
         ):  # fmt: skip
             assert 0.0 <= row[key] <= 1.0, (key, row[key])
         for key in ("diag_commonality_corr_image", "diag_commonality_corr_text"):

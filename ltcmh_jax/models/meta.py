@@ -61,20 +61,28 @@ class MetaFeature(nnx.Module):
                 raise ValueError(
                     f"MetaFeature: {name} has shape {memory.shape}, F^v has {direct.shape}"
                 )
-        selector_input = direct
         if self.normalize_selector_input:
-            selector_input = selector_scale(direct)
             size = root_mean_square(direct)
             if commonality is not None:
                 commonality = selector_scale(commonality) * size
             if individuality is not None:
                 individuality = selector_scale(individuality) * size
+        commonality_gate, individuality_gate = self.selectors(direct)
         meta = direct
         if commonality is not None:
-            meta = meta + jnp.tanh(self.commonality_selector(selector_input)) * commonality
+            meta = meta + commonality_gate * commonality
         if individuality is not None:
-            meta = meta + jnp.tanh(self.individuality_selector(selector_input)) * individuality
+            meta = meta + individuality_gate * individuality
         return meta
+
+    def selectors(self, direct: jax.Array) -> tuple[jax.Array | None, jax.Array | None]:
+        """`(E1, E2)` = (tanh(FC1(.)), tanh(FC2(.))) of F^v (or F^v / rms(F^v)), each `[n, bits]`
+        or None for a selector the variant does not keep."""
+        selector_input = selector_scale(direct) if self.normalize_selector_input else direct
+        return tuple(
+            None if selector is None else jnp.tanh(selector(selector_input))
+            for selector in (self.commonality_selector, self.individuality_selector)
+        )
 
 
 def root_mean_square(values: jax.Array, *, epsilon: float = 1e-6) -> jax.Array:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltcmh_jax import data as data_lib
-from ltcmh_jax import diagnostics
+from ltcmh_jax import diagnostics, models
 from ltcmh_jax.train.state import merge_model
 
 # Held-out rows (queries) the query-time commonality is compared with C* on.
@@ -47,6 +47,14 @@ def _meta_sign_agreement(direct, meta):
     return jnp.where(jnp.any(changed), agree / jnp.maximum(jnp.sum(changed), 1), jnp.nan)
 
 
+def _gate_sizes(state, features, *, graphdef, modality: str):
+    # Mean |E1|, |E2| of Eq. 8's selectors on held-out rows (NaN for a selector that is absent).
+    meta = getattr(merge_model(graphdef, state), f"{modality}_meta")
+    return tuple(
+        jnp.nan if gate is None else jnp.mean(jnp.abs(gate)) for gate in meta.selectors(features)
+    )
+
+
 def _commonality_outputs(state, features_x, features_y, *, graphdef):
     out = merge_model(graphdef, state).autoencode(features_x, features_y)
     return out.commonality, out.commonality_estimate_x, out.commonality_estimate_y
@@ -64,6 +72,19 @@ class MechanismProbe:
         )
         self.flipped = jax.jit(_flipped_bit_share)
         self.agreement = jax.jit(_meta_sign_agreement)
+        self.gates = None  # per modality with Eq. 8's selectors (LtCMH), set on the first call
+
+    def _gate_functions(self, state) -> dict:
+        if self.gates is None:
+            model = merge_model(self.trainer.graphdef, state)
+            self.gates = {
+                name: jax.jit(
+                    functools.partial(_gate_sizes, graphdef=self.trainer.graphdef, modality=name)
+                )
+                for name in self.trainer.modalities
+                if isinstance(getattr(model, f"{name}_meta"), models.MetaFeature)
+            }
+        return self.gates
 
     def __call__(self, state, summary: dict[str, float]) -> dict[str, float]:
         trainer, config = self.trainer, self.trainer.config
@@ -81,10 +102,23 @@ class MechanismProbe:
                 )
                 row[f"diag_r_related_{name}"] = means["related"]
                 row[f"diag_r_unrelated_{name}"] = means["unrelated"]
+        gates = self._gate_functions(state)
+        features = {}  # F^v of the held-out rows, encoded once for what needs them
+
+        def held_out(name):
+            if name not in features:
+                features[name] = trainer.encode(state, name, self.rows)[0]
+            return features[name]
+
+        for name, gate in gates.items():
+            sizes = gate(state, held_out(name))
+            for part, size in zip(("commonality", "individuality"), sizes, strict=True):
+                if np.isfinite(float(size)):
+                    row[f"diag_gate_{part}_{name}"] = float(size)
         if trainer.has_autoencoder and len(trainer.modalities) == 2:
-            features_x = trainer.encode(state, "image", self.rows)[0]
-            features_y = trainer.encode(state, "text", self.rows)[0]
-            common, estimate_x, estimate_y = self.commonality(state, features_x, features_y)
+            common, estimate_x, estimate_y = self.commonality(
+                state, held_out("image"), held_out("text")
+            )
             if common is not None:
                 common = np.asarray(common)
                 for name, estimate in (("image", estimate_x), ("text", estimate_y)):
