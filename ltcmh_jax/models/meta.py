@@ -61,13 +61,15 @@ class MetaFeature(nnx.Module):
                 raise ValueError(
                     f"MetaFeature: {name} has shape {memory.shape}, F^v has {direct.shape}"
                 )
+        # The gates first: this order of operations gives the earlier code's results bit for
+        # bit (the README's main job); computing them after the rescale moved its MAP by 0.002.
+        commonality_gate, individuality_gate = self.selectors(direct)
         if self.normalize_selector_input:
             size = root_mean_square(direct)
             if commonality is not None:
                 commonality = selector_scale(commonality) * size
             if individuality is not None:
                 individuality = selector_scale(individuality) * size
-        commonality_gate, individuality_gate = self.selectors(direct)
         meta = direct
         if commonality is not None:
             meta = meta + commonality_gate * commonality
