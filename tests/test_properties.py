@@ -20,6 +20,11 @@ from ltcmh_jax.data.matfiles import load_npz, read_mat_matrix
 from ltcmh_jax.train import check_label_coverage, write_json_atomic
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# Damaged files are drawn from a fixed seed in the default run: a random search once found a .mat
+# tag that crashed scipy's C reader (now refused by matreader's structure check); a crash cannot be
+# reported as a failing example, so CI must not meet a new one by chance. `-m slow` searches anew.
+DAMAGED_FILES = settings(SETTINGS, derandomize=True)
+RANDOM_DAMAGED_FILES = settings(SETTINGS, max_examples=400)
 
 
 def _one_line(error: BaseException, *, names: str | None = None) -> str:
@@ -122,7 +127,7 @@ def damaged(draw, data: bytes):
     return bytes(data)
 
 
-@SETTINGS
+@DAMAGED_FILES
 @given(damaged(GOOD_NPZ))
 def test_damaged_npz_loads_or_names_the_file(data):
     with tempfile.TemporaryDirectory() as folder:
@@ -138,9 +143,20 @@ def test_damaged_npz_loads_or_names_the_file(data):
     assert (dataset.num_samples, dataset.num_labels) == (8, 2)
 
 
-@SETTINGS
+@DAMAGED_FILES
 @given(damaged(GOOD_MAT))
 def test_damaged_mat_reads_or_names_the_file(data):
+    _read_damaged_mat(data)
+
+
+@pytest.mark.slow
+@RANDOM_DAMAGED_FILES
+@given(damaged(GOOD_MAT))
+def test_damaged_mat_reads_or_names_the_file_random_search(data):
+    _read_damaged_mat(data)
+
+
+def _read_damaged_mat(data):
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "damaged-lall.mat")
         with open(path, "wb") as stream:

@@ -37,12 +37,24 @@ def is_hdf5(path: str) -> bool:
     return bool(h5py.is_hdf5(path))
 
 
+# Data types a v5 element tag may name (MAT-File Format, Table 1-1); 8, 10 and 11 are reserved.
+_V5_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 14, 15, 16, 17, 18})
+_MI_MATRIX = 14
+# Bytes of a compressed variable decompressed to check its leading element tags.
+_COMPRESSED_CHECK_BYTES = 1 << 16
+# Compressed bytes read for that (64 KiB of output never needs more than this).
+_COMPRESSED_READ_BYTES = 1 << 20
+
+
 def _check_v5_complete(path: str) -> None:
-    """Walks the top-level data elements of a v5 MAT-file; raises if the last one is cut off.
+    """Walks the data elements of a v5 MAT-file; raises a one-line ValueError naming the file if
+    one is cut off or names a data type the format does not have.
 
     scipy reads the variable headers it finds and silently drops a variable whose data is cut off,
-    so a truncated file would otherwise look like a file with a missing variable. Only the 8-byte
-    element tags are read, so this costs a few seeks even for a multi-GB file.
+    so a truncated file would otherwise look like a file with a missing variable; and scipy's C
+    reader crashes the process (a segmentation fault, found by tests/test_properties.py) on an
+    element tag with an unknown data type. Only element tags are read (seeks), plus the first
+    64 KiB of each compressed variable, so this stays cheap for a multi-GB file.
     """
     size = os.path.getsize(path)
     with open(path, "rb") as stream:
@@ -56,17 +68,79 @@ def _check_v5_complete(path: str) -> None:
         endian = {b"IM": "<", b"MI": ">"}.get(header[126:128])
         if endian is None:
             raise ValueError(f"{path}: corrupt MATLAB v5 header (no endian indicator)")
-        offset = _V5_HEADER_BYTES
-        while size - offset >= 8:
+
+        def read_file(offset, count):
             stream.seek(offset)
-            data_type, num_bytes = struct.unpack(endian + "II", stream.read(8))
-            end = offset + 8 + num_bytes
-            if end > size:
-                raise ValueError(
-                    f"{path}: truncated MATLAB v5 file ({size} bytes, a variable ends at {end})"
-                )
-            # Uncompressed elements are padded to 8 bytes; compressed ones are not.
-            offset = end if data_type == _MI_COMPRESSED else offset + 8 + -(-num_bytes // 8) * 8
+            return stream.read(count)
+
+        _check_v5_elements(path, read_file, _V5_HEADER_BYTES, size, endian, top_level=True)
+
+
+def _check_v5_compressed(path: str, compressed: bytes, offset: int, endian: str, *, cut: bool):
+    """Checks the leading element tags of a compressed variable (the first 64 KiB of it);
+    `cut`: `compressed` is only the start of the variable's bytes."""
+    import zlib
+
+    try:
+        leading = zlib.decompressobj().decompress(compressed, _COMPRESSED_CHECK_BYTES)
+    except zlib.error as error:
+        raise ValueError(
+            f"{path}: corrupt MATLAB v5 file (compressed variable at byte {offset}: {error})"
+        ) from None
+
+    def read_leading(at, count):
+        return leading[at : at + count]
+
+    partial = cut or len(leading) == _COMPRESSED_CHECK_BYTES
+    _check_v5_elements(path, read_leading, 0, len(leading), endian, partial=partial)
+
+
+def _v5_tag(raw: bytes, endian: str) -> tuple[int, int, bool]:
+    """`(data type, byte count, small)` of an 8-byte element tag; a small element keeps its
+    (at most 4) bytes in the tag itself and says so in the upper half of the type field."""
+    data_type, num_bytes = struct.unpack(endian + "II", raw)
+    if data_type >> 16:
+        return data_type & 0xFFFF, data_type >> 16, True
+    return data_type, num_bytes, False
+
+
+def _v5_next(offset: int, data_type: int, num_bytes: int, *, top_level: bool) -> int:
+    # Elements are padded to 8 bytes, except compressed variables at the top level.
+    if top_level and data_type == _MI_COMPRESSED:
+        return offset + 8 + num_bytes
+    return offset + 8 + -(-num_bytes // 8) * 8
+
+
+def _check_v5_elements(path, read, offset, end, endian, *, top_level=False, partial=False):
+    """Checks the element tags from `offset` to `end` (recursing into matrices); with `partial`,
+    an element running past `end` is the end of what was decompressed, not an error."""
+    while end - offset >= 8:
+        data_type, num_bytes, small = _v5_tag(read(offset, 8), endian)
+        if data_type not in _V5_TYPES or (small and num_bytes > 4):
+            raise ValueError(
+                f"{path}: corrupt MATLAB v5 file (an element at byte {offset} has data type "
+                f"{data_type}, which the format does not have)"
+            )
+        if small:
+            offset += 8
+            continue
+        stop = offset + 8 + num_bytes
+        if stop > end:
+            if partial:
+                return
+            raise ValueError(
+                f"{path}: truncated MATLAB v5 file ({end} bytes, a variable ends at {stop})"
+                if top_level
+                else f"{path}: corrupt MATLAB v5 file (an element at byte {offset} runs past "
+                "its matrix)"
+            )
+        if data_type == _MI_MATRIX:
+            _check_v5_elements(path, read, offset + 8, stop, endian, partial=partial)
+        elif data_type == _MI_COMPRESSED and top_level:
+            count = min(num_bytes, _COMPRESSED_READ_BYTES)
+            compressed = read(offset + 8, count)
+            _check_v5_compressed(path, compressed, offset, endian, cut=count < num_bytes)
+        offset = _v5_next(offset, data_type, num_bytes, top_level=top_level)
 
 
 def mat_variables(path: str) -> dict[str, tuple[int, ...]]:
