@@ -82,7 +82,7 @@ def test_the_probes_on_device_flip_share_is_the_numpy_one():
     rng = np.random.default_rng(0)
     direct, meta = rng.normal(size=(50, 8)), rng.normal(size=(50, 8))
     meta[:, :4] = direct[:, :4] * 2.0  # half the columns keep their signs
-    assert float(mechanism._flipped_bit_share(direct, meta)) == pytest.approx(
+    assert float(mechanism._meta_effect(direct, meta)[0]) == pytest.approx(
         diagnostics.flipped_bit_share(direct, meta)
     )
 
@@ -98,7 +98,7 @@ def test_meta_sign_agreement_counts_the_changed_entries_that_keep_the_sign():
 
     rng = np.random.default_rng(1)
     direct, meta = rng.normal(size=(40, 8)), rng.normal(size=(40, 8))
-    assert float(mechanism._meta_sign_agreement(direct, meta)) == pytest.approx(
+    assert float(mechanism._meta_effect(direct, meta)[1]) == pytest.approx(
         diagnostics.meta_sign_agreement(direct, meta)
     )
-    assert np.isnan(float(mechanism._meta_sign_agreement(direct, direct)))
+    assert np.isnan(float(mechanism._meta_effect(direct, direct)[1]))

@@ -46,7 +46,7 @@ _COMPRESSED_CHECK_BYTES = 1 << 16
 _COMPRESSED_READ_BYTES = 1 << 20
 
 
-def _check_v5_complete(path: str) -> None:
+def _check_v5_structure(path: str) -> None:
     """Walks the data elements of a v5 MAT-file; raises a one-line ValueError naming the file if
     one is cut off or names a data type the format does not have.
 
@@ -166,7 +166,7 @@ def mat_variables(path: str) -> dict[str, tuple[int, ...]]:
             raise unreadable_error(path, error) from None
     import scipy.io
 
-    _check_v5_complete(path)
+    _check_v5_structure(path)
     try:
         return {name: tuple(shape) for name, shape, _ in scipy.io.whosmat(path)}
     except Exception as error:  # scipy raises many types (IndexError, OSError, ...) on bad bytes

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltcmh_jax import data as data_lib
-from ltcmh_jax import diagnostics, models
+from ltcmh_jax import diagnostics
 from ltcmh_jax.train.state import merge_model
 
 # Held-out rows (queries) the query-time commonality is compared with C* on.
@@ -33,18 +33,15 @@ def related_labels(config, num_labels: int) -> np.ndarray | None:
     return related
 
 
-def _flipped_bit_share(direct, meta):
-    # `diagnostics.flipped_bit_share` on the device: only a scalar comes back to the host, not
-    # the two [N, k] buffers every epoch.
-    return jnp.mean((direct >= 0) != (meta >= 0))
-
-
-def _meta_sign_agreement(direct, meta):
-    # `diagnostics.meta_sign_agreement` on the device (NaN without meta features).
+def _meta_effect(direct, meta):
+    # `diagnostics.flipped_bit_share` and `diagnostics.meta_sign_agreement` on the device: only
+    # two scalars come back to the host, not the two [N, k] buffers, every epoch.
+    flipped = jnp.mean((direct >= 0) != (meta >= 0))
     added = meta - direct
     changed = added != 0
     agree = jnp.sum(changed & (jnp.sign(added) == jnp.sign(direct)))
-    return jnp.where(jnp.any(changed), agree / jnp.maximum(jnp.sum(changed), 1), jnp.nan)
+    agreement = jnp.where(jnp.any(changed), agree / jnp.maximum(jnp.sum(changed), 1), jnp.nan)
+    return flipped, agreement
 
 
 def _gate_sizes(state, features, *, graphdef, modality: str):
@@ -61,7 +58,7 @@ def _commonality_outputs(state, features_x, features_y, *, graphdef):
 
 
 class MechanismProbe:
-    """The diagnostics of one trainer's states (compiles its one function once)."""
+    """The diagnostics of one trainer's states (each jitted function compiles once)."""
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -70,21 +67,11 @@ class MechanismProbe:
         self.commonality = jax.jit(
             functools.partial(_commonality_outputs, graphdef=trainer.graphdef)
         )
-        self.flipped = jax.jit(_flipped_bit_share)
-        self.agreement = jax.jit(_meta_sign_agreement)
-        self.gates = None  # per modality with Eq. 8's selectors (LtCMH), set on the first call
-
-    def _gate_functions(self, state) -> dict:
-        if self.gates is None:
-            model = merge_model(self.trainer.graphdef, state)
-            self.gates = {
-                name: jax.jit(
-                    functools.partial(_gate_sizes, graphdef=self.trainer.graphdef, modality=name)
-                )
-                for name in self.trainer.modalities
-                if isinstance(getattr(model, f"{name}_meta"), models.MetaFeature)
-            }
-        return self.gates
+        self.meta_effect = jax.jit(_meta_effect)
+        self.gates = {
+            name: jax.jit(functools.partial(_gate_sizes, graphdef=trainer.graphdef, modality=name))
+            for name in trainer.gated_modalities
+        }
 
     def __call__(self, state, summary: dict[str, float]) -> dict[str, float]:
         trainer, config = self.trainer, self.trainer.config
@@ -92,8 +79,8 @@ class MechanismProbe:
             summary, alpha=config.alpha, beta=config.beta, gamma=config.gamma, eta=config.eta
         )
         for name, modality in state.modalities.items():
-            row[f"diag_bits_flipped_{name}"] = float(self.flipped(modality.features, modality.meta))
-            agreement = float(self.agreement(modality.features, modality.meta))
+            flipped, agreement = map(float, self.meta_effect(modality.features, modality.meta))
+            row[f"diag_bits_flipped_{name}"] = flipped
             if np.isfinite(agreement):
                 row[f"diag_meta_sign_agreement_{name}"] = agreement
             if self.related is not None and trainer.has_autoencoder:
@@ -102,7 +89,6 @@ class MechanismProbe:
                 )
                 row[f"diag_r_related_{name}"] = means["related"]
                 row[f"diag_r_unrelated_{name}"] = means["unrelated"]
-        gates = self._gate_functions(state)
         features = {}  # F^v of the held-out rows, encoded once for what needs them
 
         def held_out(name):
@@ -110,7 +96,7 @@ class MechanismProbe:
                 features[name] = trainer.encode(state, name, self.rows)[0]
             return features[name]
 
-        for name, gate in gates.items():
+        for name, gate in self.gates.items():
             sizes = gate(state, held_out(name))
             for part, size in zip(("commonality", "individuality"), sizes, strict=True):
                 if np.isfinite(float(size)):

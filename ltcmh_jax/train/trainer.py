@@ -157,6 +157,12 @@ class Trainer:
         if config.cnnf_weights:
             models.load_vggf_weights(model.image_net, config.cnnf_weights)
         self.has_autoencoder = model.autoencoder is not None
+        # The modalities whose M^v is Eq. 8's (LtCMH's selectors; the mechanism diagnostics).
+        self.gated_modalities = tuple(
+            name
+            for name in self.modalities
+            if isinstance(getattr(model, f"{name}_meta"), models.MetaFeature)
+        )
         # A label memory (MetaCMH's centroids of F^v, or LtCMH's centroids of C*) is refreshed
         # from the buffers at the start and after every epoch.
         self.has_memory = isinstance(model.image_meta, models.MemoryMetaFeature) or (
