@@ -263,9 +263,12 @@ def plot_training_curves(
             if points:
                 series[key] = points
         scales = [abs(points[0][1]) for points in series.values() if points[0][1]]
-        # MAP panels keep their absolute scale: they are compared with chance and each other.
+        # MAP panels keep their absolute scale: they are compared with chance and each other; so
+        # do the diagnostics, shares and correlations whose value is the point (a gate that
+        # starts closed made everything else a flat line near 1 when drawn relative to epoch 1).
         relative = (
             not name.startswith("MAP")
+            and not all(key.startswith("diag_") for key in series)
             and len(series) > 1
             and scales
             and max(scales) > 10 * min(scales)

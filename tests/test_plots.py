@@ -107,6 +107,30 @@ def test_training_curves_group_keys_into_panels_with_the_chance_line(tmp_path, m
     assert seen["lines"]["MAP (query set)"] == [("i2t", [0.2, 0.3]), ("chance", [0.1, 0.1])]
 
 
+def test_diagnostics_keep_their_absolute_values(tmp_path, monkeypatch):
+    rows = [
+        {"epoch": 1, "diag_bits_flipped_image": 0.01, "diag_gate_commonality_image": 0.0005},
+        {"epoch": 2, "diag_bits_flipped_image": 0.12, "diag_gate_commonality_image": 0.3},
+    ]
+    seen = {}
+    original_savefig = matplotlib.figure.Figure.savefig
+
+    def savefig(figure, *args, **kwargs):
+        seen["lines"] = {
+            axes.get_title(): [list(line.get_ydata()) for line in axes.lines]
+            for axes in figure.axes
+            if axes.get_visible()
+        }
+        return original_savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    path = tmp_path / "curves.png"
+    _assert_png(path, plots.plot_training_curves(rows, path, title="t"))
+    (title,) = seen["lines"]
+    assert "relative" not in title
+    assert seen["lines"][title] == [[0.01, 0.12], [0.0005, 0.3]]
+
+
 def test_head_tail_bars_carry_error_bars_and_an_outside_legend(tmp_path):
     results = {"A": {"map_i2t_head": 0.5, "map_i2t_tail": 0.25}}
     errors = {"A": {"map_i2t_head": 0.05, "map_i2t_tail": 0.01}}
