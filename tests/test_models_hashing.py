@@ -375,3 +375,21 @@ def test_a_bad_commonality_memory_is_refused_naming_what_is_wrong():
         _memory_model().autoencoder.set_commonality_centroids(np.zeros((2, BITS)))
     with pytest.raises(ValueError, match="no memory"):
         _model().autoencoder.set_commonality_centroids(np.zeros((LABELS, BITS)))
+
+
+@pytest.mark.parametrize("method", ["dcmh", "ltcmh"])
+def test_a_model_without_a_label_memory_has_nothing_to_refresh(method):
+    model = _model(method)
+    assert not model.has_label_memory
+    before = nnx.state(model)
+    features = {"image": jnp.ones((4, BITS)), "text": jnp.ones((4, BITS))}
+    model.refresh_label_memories(features, jnp.eye(4, LABELS))
+    for (path, old), (_, new) in zip(
+        nnx.to_flat_state(before), nnx.to_flat_state(nnx.state(model)), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(old[...]), np.asarray(new[...]), err_msg=str(path))
+
+
+def test_metacmh_and_the_commonality_memory_have_label_memories_to_refresh():
+    assert _model("metacmh").has_label_memory
+    assert _memory_model().has_label_memory

@@ -22,7 +22,7 @@ from ltcmh_jax.models.autoencoder import (
     IndividualityCommonalityAE,
 )
 from ltcmh_jax.models.image import CNNF, ImageMLP
-from ltcmh_jax.models.meta import MemoryMetaFeature, MetaFeature
+from ltcmh_jax.models.meta import MemoryMetaFeature, MetaFeature, label_centroids
 from ltcmh_jax.models.text import TextMLP
 
 METHODS = ("ltcmh", "dcmh", "metacmh")
@@ -252,6 +252,28 @@ class HashingModel(nnx.Module):
             )
         for modality, centroid in zip(self.config.modalities, centroids, strict=True):
             getattr(self, f"{modality}_meta").set_centroids(centroid)
+
+    @property
+    def has_label_memory(self) -> bool:
+        """Whether `refresh_label_memories` has anything to refresh (metacmh; ltcmh with
+        `commonality_path="memory"`)."""
+        return isinstance(self.image_meta, MemoryMetaFeature) or self.config.has_commonality_memory
+
+    def refresh_label_memories(self, features: dict, labels: jax.Array) -> None:
+        """Sets every label memory the model holds to per-label means over the training set.
+
+        `features` maps each modality of `config.modalities` to its buffered F^v `[n, bits]`,
+        `labels` is `[n, c]` multi-hot. MetaCMH's memories hold the means of F^v; LtCMH's
+        commonality memory the means of C* computed from F^x, F^y. A label with no sample keeps
+        a zero centroid (`label_centroids`); a model without a memory is left as it is.
+        """
+        if self.config.has_commonality_memory:
+            commonality = self.autoencoder.commonality(features["image"], features["text"])
+            self.autoencoder.set_commonality_centroids(label_centroids(commonality, labels))
+        if isinstance(self.image_meta, MemoryMetaFeature):
+            self.set_centroids(
+                *(label_centroids(features[name], labels) for name in self.config.modalities)
+            )
 
 
 def build_model(config: ModelConfig, *, rngs: nnx.Rngs) -> HashingModel:

@@ -231,26 +231,12 @@ def update_label_similarity(
 
 
 def update_centroids(state: TrainState, train_labels: jax.Array, *, graphdef) -> TrainState:
-    """The label memories become per-label means over the training set: MetaCMH's of the
-    buffered F^v; LtCMH's commonality memory (`commonality_path="memory"`) of C* computed from
-    the buffered F^x, F^y.
-
-    A label with no training sample keeps a zero centroid (`models.label_centroids`).
-    """
+    """The model's label memories become per-label means over the training set's buffered
+    features (`HashingModel.refresh_label_memories`: MetaCMH's of F^v, LtCMH's commonality memory
+    of C*)."""
     model = merge_model(graphdef, state)
-    if model.config.has_commonality_memory:
-        commonality = model.autoencoder.commonality(
-            state.modalities["image"].features, state.modalities["text"].features
-        )
-        model.autoencoder.set_commonality_centroids(
-            models.label_centroids(commonality, train_labels)
-        )
-        return state.replace(rest=non_parameters(model))
-    model.set_centroids(
-        *(
-            models.label_centroids(state.modalities[name].features, train_labels)
-            for name in model.config.modalities
-        )
+    model.refresh_label_memories(
+        {name: modality.features for name, modality in state.modalities.items()}, train_labels
     )
     return state.replace(rest=non_parameters(model))
 

@@ -165,9 +165,7 @@ class Trainer:
         )
         # A label memory (MetaCMH's centroids of F^v, or LtCMH's centroids of C*) is refreshed
         # from the buffers at the start and after every epoch.
-        self.has_memory = isinstance(model.image_meta, models.MemoryMetaFeature) or (
-            self.model_config.has_commonality_memory
-        )
+        self.has_memory = model.has_label_memory
         self.parts = split_model(model)
         self.graphdef = self.parts.graphdef
         # Compiled functions live as long as this trainer (and its mesh), not the process.
