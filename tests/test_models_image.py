@@ -7,7 +7,14 @@ import pytest
 import scipy.io
 from flax import nnx
 
-from ltcmh_jax.models import CNNF, ImageMLP, ModelConfig, build_model, load_vggf_weights
+from ltcmh_jax.models import (
+    CNNF,
+    ImageMLP,
+    ModelConfig,
+    build_model,
+    dropout,
+    load_vggf_weights,
+)
 from ltcmh_jax.models.image import local_response_norm, max_pool
 
 BITS = 8
@@ -275,3 +282,48 @@ def test_full_size_cnnf_in_a_hashing_model_encodes_raw_images(images):
     assert model.image_net.fc6.kernel.shape == (6 * 6 * 256, 4096)
     codes = model.encode_image(images[:1])
     assert codes.shape == (1, BITS) and np.isfinite(np.asarray(codes)).all()
+
+
+def test_dropout_zeroes_a_share_near_the_rate_and_keeps_the_mean():
+    hidden = jnp.ones((400, 500))
+    for rate in (0.2, 0.5):
+        dropped = np.asarray(dropout(hidden, rate, jax.random.key(0)))
+        assert set(np.unique(dropped).round(6)) == {0.0, round(1 / (1 - rate), 6)}
+        # 200,000 Bernoulli draws: the share is within 0.005 of the rate (over 4 sd).
+        assert abs(np.mean(dropped == 0) - rate) < 0.005
+        assert abs(dropped.mean() - 1.0) < 0.01
+    np.testing.assert_array_equal(dropout(hidden, 0.0, jax.random.key(0)), hidden)
+    np.testing.assert_array_equal(dropout(hidden, 0.5, None), hidden)
+    with pytest.raises(ValueError, match=r"dropout rate must be in \[0, 1\)"):
+        dropout(hidden, 1.0, jax.random.key(0))
+
+
+def test_image_mlp_dropout_masks_every_hidden_layer_from_its_own_key():
+    net = ImageMLP(6, (16, 12), 4, rngs=nnx.Rngs(0))
+    images = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+    key, rate = jax.random.key(3), 0.3
+    hidden = images
+    for index, layer in enumerate(net.mlp.layers[:-1]):
+        hidden = np.maximum(hidden @ layer.kernel[...] + layer.bias[...], 0)
+        keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1 - rate, hidden.shape)
+        hidden = np.where(keep, hidden / (1 - rate), 0.0)
+    last = net.mlp.layers[-1]
+    expected = hidden @ last.kernel[...] + last.bias[...]
+    np.testing.assert_allclose(
+        net(images, dropout_rate=rate, dropout_key=key), expected, rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_array_equal(net(images, dropout_rate=rate), net(images))
+
+
+def test_cnnf_dropout_masks_fc6_and_fc7_and_the_evaluation_pass_has_none(images):
+    cnnf = _small_cnnf()
+    key, rate = jax.random.key(5), 0.5
+    hidden = np.asarray(cnnf.pool5_features(images))
+    for layer, layer_key in zip((cnnf.fc6, cnnf.fc7), jax.random.split(key), strict=True):
+        hidden = np.maximum(hidden @ layer.kernel[...] + layer.bias[...], 0)
+        keep = jax.random.bernoulli(layer_key, 1 - rate, hidden.shape)
+        hidden = np.where(keep, hidden / (1 - rate), 0.0)
+    expected = hidden @ cnnf.fc8.kernel[...] + cnnf.fc8.bias[...]
+    trained = cnnf(images, dropout_rate=rate, dropout_key=key)
+    np.testing.assert_allclose(trained, expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(trained, cnnf(images), atol=1e-4)

@@ -124,3 +124,21 @@ def test_sort_by_tag_is_a_stable_sort_on_both_paths(num_tags):
     np.testing.assert_array_equal(order, want)
     np.testing.assert_array_equal(got_tags, tags[want])
     assert order.dtype == jnp.int32
+
+
+def test_text_dropout_is_the_reference_mask_on_the_hidden_layer_on_both_paths():
+    net = TextMLP(TEXT_DIM, HIDDEN, BITS, rngs=nnx.Rngs(0))
+    text = _bag_of_words(3)
+    key, rate = jax.random.key(7), 0.5
+    hidden = np.maximum(text @ net.hidden_layer.kernel[...] + net.hidden_layer.bias[...], 0)
+    keep = np.asarray(jax.random.bernoulli(key, 1.0 - rate, hidden.shape))
+    expected = np.where(keep, hidden / (1.0 - rate), 0.0) @ net.output_layer.kernel[...]
+    expected = expected + net.output_layer.bias[...]
+    dense = net(text, dropout_rate=rate, dropout_key=key)
+    np.testing.assert_allclose(dense, expected, rtol=1e-5, atol=1e-5)
+    indices, values = sparse_bag(text)
+    sparse = net.sparse(indices, values, dropout_rate=rate, dropout_key=key)
+    np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-5)
+    # The evaluation pass (no key) is the plain net, whatever the rate.
+    np.testing.assert_allclose(net(text, dropout_rate=rate), net(text), rtol=0, atol=0)
+    assert not np.allclose(dense, net(text), atol=1e-3)

@@ -13,6 +13,8 @@ from ltcmh_jax.train.config import MODALITY_CHOICES
     [
         (dict(bits=0), "--bits"),
         (dict(epochs=-1), "--epochs"),
+        (dict(dropout=1.0), "--dropout"),
+        (dict(dropout=-0.1), "--dropout"),
         (dict(imbalance_factor=0.5), "--imbalance_factor"),
         (dict(z1=0), "--z1"),
         (dict(method="pqhash"), "--method"),

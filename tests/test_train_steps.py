@@ -361,3 +361,26 @@ def test_label_similarity_and_centroids_update_the_state():
     np.testing.assert_allclose(
         np.asarray(model.image_meta.centroids[...]), centroids, rtol=1e-5, atol=1e-6
     )
+
+
+def test_a_dropout_step_trains_on_the_masked_pass_its_step_count_keys():
+    # The text net (a hidden layer of 32) drops units; the test model's image net is linear.
+    graphdef, state, optimizers = _state()
+    data = _data()
+    indices = jnp.arange(BATCH, dtype=jnp.int32)
+    batch = steps.gather_batch(data, indices, steps.BATCH_FIELDS["text"])
+    step = jax.jit(
+        functools.partial(_bound(graphdef, optimizers, "text"), dropout_rate=0.5, dropout_seed=3)
+    )
+    new, _ = step(state, batch, data["labels"])
+    key = steps.dropout_key(3, "text", state.modalities["text"].opt)
+    model = state_lib.merge_model(graphdef, state)
+    rows = (batch["text_indices"], batch["text_values"])
+    masked = model.text_features_sparse(*rows, dropout_rate=0.5, dropout_key=key)
+    np.testing.assert_allclose(_buffer(new, "features_y")[:BATCH], masked, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(masked, model.text_features_sparse(*rows), atol=1e-3)
+    # The next step draws a new mask (the count moved on); the same state draws the same one.
+    next_key = steps.dropout_key(3, "text", new.modalities["text"].opt)
+    assert not np.array_equal(jax.random.key_data(next_key), jax.random.key_data(key))
+    again, _ = step(state, batch, data["labels"])
+    assert _leaves_equal(again.modalities["text"].params, new.modalities["text"].params)

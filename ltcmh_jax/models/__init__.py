@@ -23,7 +23,7 @@ from ltcmh_jax.models.hashing import (
 )
 from ltcmh_jax.models.image import CNNF, ImageMLP
 from ltcmh_jax.models.meta import Memory, MemoryMetaFeature, MetaFeature, label_centroids
-from ltcmh_jax.models.mlp import MLP
+from ltcmh_jax.models.mlp import MLP, dropout
 from ltcmh_jax.models.text import TextMLP, sparse_bag
 from ltcmh_jax.models.vggf import load_vggf_weights
 
@@ -51,6 +51,7 @@ __all__ = [
     "TextMLP",
     "VARIANTS",
     "build_model",
+    "dropout",
     "label_centroids",
     "load_vggf_weights",
     "sparse_bag",

@@ -184,17 +184,33 @@ class HashingModel(nnx.Module):
         self.image_meta = image_meta
         self.text_meta = text_meta
 
-    def image_features(self, images: jax.Array) -> jax.Array:
-        """F^x `[n, bits]` from images (`[n, image_dim]` features or `[n, 3, 224, 224]` raw)."""
-        return self.image_net(images)
+    def image_features(
+        self, images: jax.Array, *, dropout_rate: float = 0.0, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """F^x `[n, bits]` from images (`[n, image_dim]` features or `[n, 3, 224, 224]` raw).
 
-    def text_features(self, text: jax.Array) -> jax.Array:
-        """F^y `[n, bits]` from bag-of-words text `[n, text_dim]`."""
-        return self.text_net(text)
+        With a `dropout_key`: a training pass, `models.dropout` at `dropout_rate` on the net's
+        hidden layers (`TrainConfig.dropout`); without one, the evaluation pass."""
+        return self.image_net(images, dropout_rate=dropout_rate, dropout_key=dropout_key)
 
-    def text_features_sparse(self, indices: jax.Array, values: jax.Array) -> jax.Array:
+    def text_features(
+        self, text: jax.Array, *, dropout_rate: float = 0.0, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """F^y `[n, bits]` from bag-of-words text `[n, text_dim]` (dropout as above)."""
+        return self.text_net(text, dropout_rate=dropout_rate, dropout_key=dropout_key)
+
+    def text_features_sparse(
+        self,
+        indices: jax.Array,
+        values: jax.Array,
+        *,
+        dropout_rate: float = 0.0,
+        dropout_key: jax.Array | None = None,
+    ) -> jax.Array:
         """F^y from `sparse_bag` output (`[n, nnz]` each): same numbers as `text_features`."""
-        return self.text_net.sparse(indices, values)
+        return self.text_net.sparse(
+            indices, values, dropout_rate=dropout_rate, dropout_key=dropout_key
+        )
 
     def autoencode(self, features_x: jax.Array, features_y: jax.Array | None = None) -> AEOutput:
         """The auto-encoder's P^x, P^y, C*, C_hat^x, C_hat^y and reconstructions (Eqs. 1, 2, 6);

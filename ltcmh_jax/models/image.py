@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ltcmh_jax.models.mlp import MLP
+from ltcmh_jax.models.mlp import MLP, dropout
 
 
 class ImageMLP(nnx.Module):
@@ -22,13 +22,17 @@ class ImageMLP(nnx.Module):
     def __init__(self, image_dim: int, hidden: Sequence[int], bits: int, *, rngs: nnx.Rngs):
         self.mlp = MLP((image_dim, *hidden, bits), rngs=rngs)
 
-    def __call__(self, images: jax.Array) -> jax.Array:
+    def __call__(
+        self, images: jax.Array, *, dropout_rate: float = 0.0, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """`[n, image_dim]` -> `[n, bits]`; with a `dropout_key`, `dropout` on every hidden
+        layer."""
         if images.ndim != 2:
             raise ValueError(
                 f"ImageMLP expects feature vectors [n, {self.mlp.sizes[0]}], got shape "
                 f"{images.shape}"
             )
-        return self.mlp(images)
+        return self.mlp(images, dropout_rate=dropout_rate, dropout_key=dropout_key)
 
 
 class InputMean(nnx.Variable):
@@ -173,7 +177,19 @@ class CNNF(nnx.Module):
         size, stride, pad = POOL_GEOMETRY[name]
         return max_pool(features, size=size, stride=stride, pad=pad)
 
-    def __call__(self, images: jax.Array) -> jax.Array:
+    def __call__(
+        self, images: jax.Array, *, dropout_rate: float = 0.0, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """`[n, 3, 224, 224]` -> `[n, bits]`; with a `dropout_key`, `dropout` after fc6 and fc7
+        (where VGG-F's ImageNet training had it), masks from `jax.random.split(dropout_key)`."""
+        hidden = self.pool5_features(images)
+        keys = (None, None) if dropout_key is None else jax.random.split(dropout_key)
+        hidden = dropout(jax.nn.relu(self.fc6(hidden)), dropout_rate, keys[0])
+        hidden = dropout(jax.nn.relu(self.fc7(hidden)), dropout_rate, keys[1])
+        return self.fc8(hidden)
+
+    def pool5_features(self, images: jax.Array) -> jax.Array:
+        """The convolutional trunk: `[n, 3, 224, 224]` -> flattened pool5 `[n, 6 * 6 * 256]`."""
         expected = (3, self.image_size, self.image_size)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(
@@ -188,7 +204,4 @@ class CNNF(nnx.Module):
         hidden = jax.nn.relu(self.conv4(hidden))
         hidden = self._pool(jax.nn.relu(self.conv5(hidden)), "pool5")
         # Flattening NHWC in (h, w, c) order matches MatConvNet's fc6 filters [h, w, c, out].
-        hidden = hidden.reshape(hidden.shape[0], -1)
-        hidden = jax.nn.relu(self.fc6(hidden))
-        hidden = jax.nn.relu(self.fc7(hidden))
-        return self.fc8(hidden)
+        return hidden.reshape(hidden.shape[0], -1)

@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ltcmh_jax.models.mlp import dropout
+
 
 def sparse_bag(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The nonzero tags of each row of a bag-of-words matrix `[n, d_t]`, padded to a common width.
@@ -177,14 +179,25 @@ class TextMLP(nnx.Module):
         self.hidden_layer = nnx.Linear(text_dim, hidden, rngs=rngs)
         self.output_layer = nnx.Linear(hidden, bits, rngs=rngs)
 
-    def __call__(self, text: jax.Array) -> jax.Array:
+    def __call__(
+        self, text: jax.Array, *, dropout_rate: float = 0.0, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """`[n, text_dim]` -> `[n, bits]`; with a `dropout_key`, `dropout` on the hidden layer."""
         if text.ndim != 2 or text.shape[1] != self.text_dim:
             raise ValueError(f"TextMLP expects text [n, {self.text_dim}], got shape {text.shape}")
         hidden = jax.nn.relu(self.hidden_layer(jnp.asarray(text, jnp.float32)))
-        return self.output_layer(hidden)
+        return self.output_layer(dropout(hidden, dropout_rate, dropout_key))
 
-    def sparse(self, indices: jax.Array, values: jax.Array) -> jax.Array:
-        """Same as `__call__` on the dense bag that `(indices, values)` from `sparse_bag` encode.
+    def sparse(
+        self,
+        indices: jax.Array,
+        values: jax.Array,
+        *,
+        dropout_rate: float = 0.0,
+        dropout_key: jax.Array | None = None,
+    ) -> jax.Array:
+        """Same as `__call__` on the dense bag that `(indices, values)` from `sparse_bag` encode
+        (with the same dropout mask for the same key).
 
         The first layer is an embedding bag: sum_j values[:, j] * kernel[indices[:, j]].
         """
@@ -198,4 +211,4 @@ class TextMLP(nnx.Module):
         values = jnp.asarray(values, kernel.dtype)
         bag = embedding_bag(kernel, indices, values)
         hidden = jax.nn.relu(bag + self.hidden_layer.bias[...])
-        return self.output_layer(hidden)
+        return self.output_layer(dropout(hidden, dropout_rate, dropout_key))

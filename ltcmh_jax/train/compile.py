@@ -96,9 +96,12 @@ def jitted_updates(
     *,
     modalities: tuple[str, ...],
     mixed_precision: str = "off",
+    dropout_rate: float = 0.0,
+    dropout_seed: int = 0,
 ) -> JittedUpdates:
     """The jitted updates of a run whose model has `modalities` (`jax.jit` compiles each on its
-    first call); `mixed_precision` is `TrainConfig.mixed_precision`."""
+    first call); `mixed_precision` is `TrainConfig.mixed_precision`, `dropout_rate` and
+    `dropout_seed` are `TrainConfig.dropout` and `seed` (the feature nets' training passes)."""
     optimizers = make_optimizers(rates)
     replicated = sharding_lib.replicated(mesh)
     common = dict(graphdef=graphdef, weights=weights)
@@ -115,6 +118,8 @@ def jitted_updates(
             optimizer=optimizers[modality],
             likelihood_block=block,
             compute_dtype=dtype,
+            dropout_rate=dropout_rate,
+            dropout_seed=dropout_seed,
             **common,
         )
 

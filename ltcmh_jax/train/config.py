@@ -198,6 +198,14 @@ class TrainConfig:
         minimum=0,
         before=0.0,
     )
+    dropout: float = setting(
+        0.0,
+        "Dropout rate on the hidden layers of the feature nets (image MLP, the text net's hidden "
+        "layer, CNN-F's fc6 / fc7) in their training steps; 0: off. An option, not the default "
+        "(docs/DESIGN.md, Training recipe).",
+        minimum=0,
+        before=0.0,
+    )
     min_steps: int = setting(
         1000,
         "Step budget: --epochs is raised until each phase takes at least this many steps, so a "
@@ -345,6 +353,8 @@ class TrainConfig:
                 f"--floor_anchors: kernel features are for the closed-form floors "
                 f"{CLASSICAL_METHODS}, not --method={self.method}; use --floor_anchors=0"
             )
+        if self.dropout >= 1:
+            raise ValueError(f"--dropout: a rate below 1 keeps some units, got {self.dropout}")
         if self.method != "ltcmh" and self.variant != "full":
             raise ValueError(
                 f"--variant: {self.variant!r} is an LtCMH ablation; --method={self.method} "

@@ -38,13 +38,25 @@ def non_parameters(model: nnx.Module) -> nnx.State:
     return nnx.state(model, nnx.Not(nnx.Param))
 
 
-def modality_features(model, modality: str, batch: dict) -> jax.Array:
-    """F^v `[b, k]` of a batch: images, or text from its dense bag or its `sparse_bag` form."""
+def modality_features(model, modality: str, batch: dict, **dropout) -> jax.Array:
+    """F^v `[b, k]` of a batch: images, or text from its dense bag or its `sparse_bag` form.
+
+    `dropout`: `dropout_rate=`, `dropout_key=` for a training pass (`HashingModel.image_features`).
+    """
     if modality == "image":
-        return model.image_features(batch["image"])
+        return model.image_features(batch["image"], **dropout)
     if "text_indices" in batch:
-        return model.text_features_sparse(batch["text_indices"], batch["text_values"])
-    return model.text_features(batch["text"])
+        return model.text_features_sparse(batch["text_indices"], batch["text_values"], **dropout)
+    return model.text_features(batch["text"], **dropout)
+
+
+def dropout_key(seed: int, modality: str, opt_state: optax.OptState) -> jax.Array:
+    """The dropout key of theta_v's next step: a function of the run's seed, the modality and the
+    step count in the optimizer's state, so a resumed run draws the masks the uninterrupted one
+    would have drawn."""
+    count = optax.tree_utils.tree_get_all_with_path(opt_state, "count")[0][1]
+    key = jax.random.fold_in(jax.random.key(seed), models.MODALITIES.index(modality))
+    return jax.random.fold_in(key, count)
 
 
 def modality_meta(model, modality: str, features: jax.Array) -> jax.Array:
@@ -152,10 +164,14 @@ def hash_step(
     weights: LossWeights,
     likelihood_block: int | None = None,
     compute_dtype=jnp.float32,
+    dropout_rate: float = 0.0,
+    dropout_seed: int = 0,
 ):
     """One SGD step on Loss2 (Eq. 10) for theta_v of `modality`, with the other modality's M
     buffer and B fixed; writes the batch's F^v and M^v into the buffers. With one modality
-    (Table 4) the likelihood runs against the modality's own M buffer.
+    (Table 4) the likelihood runs against the modality's own M buffer. With `dropout_rate` > 0
+    the feature net's hidden layers drop units (`models.dropout`, key `dropout_key`), and the
+    buffers receive that training pass's F^v and M^v, as DCMH writes its training forward pass.
 
     As DCMH does, the batch's likelihood runs against the whole buffer of the other modality, the
     balance term adds the (constant) column sum of the buffer rows outside the batch, and the loss
@@ -168,10 +184,15 @@ def hash_step(
     other_meta = state.modalities[others[0]].meta if others else own.meta
     balance_offset = _not_in_batch(indices, own.meta.shape[0]) @ own.meta
     codes_batch = state.codes[indices]
+    dropout = {}
+    if dropout_rate > 0:
+        dropout = dict(
+            dropout_rate=dropout_rate, dropout_key=dropout_key(dropout_seed, modality, own.opt)
+        )
 
     def loss_fn(params):
         model = merge_model(graphdef, state, params={modality: params})
-        features = modality_features(model, modality, batch)
+        features = modality_features(model, modality, batch, **dropout)
         meta = modality_meta(model, modality, features)
         total, terms = losses.hash_loss(
             meta,

@@ -176,6 +176,8 @@ class Trainer:
             self.weights,
             modalities=self.modalities,
             mixed_precision=config.mixed_precision,
+            dropout_rate=config.dropout,
+            dropout_seed=config.seed,
         )
         self.device_labels = sharding_lib.put_replicated(self.train_labels, mesh)
         if not self.raw_images:
