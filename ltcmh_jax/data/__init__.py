@@ -22,6 +22,8 @@ from ltcmh_jax.data.matfiles import load_nuswide as load_nuswide
 from ltcmh_jax.data.mdi_icons import MDI_ICONS_SPLIT as MDI_ICONS_SPLIT
 from ltcmh_jax.data.mdi_icons import load_mdi_icons as load_mdi_icons
 from ltcmh_jax.data.mdi_icons import read_mdi_icons as read_mdi_icons
+from ltcmh_jax.data.mfeat import MFEAT_SPLIT as MFEAT_SPLIT
+from ltcmh_jax.data.mfeat import load_mfeat as load_mfeat
 from ltcmh_jax.data.pipeline import epoch_batches as epoch_batches
 from ltcmh_jax.data.pipeline import epoch_permutation as epoch_permutation
 from ltcmh_jax.data.pipeline import grain_batches as grain_batches

@@ -16,14 +16,13 @@ other two views are colour histograms again.
 
 from __future__ import annotations
 
-import io
 import os
-import zipfile
 
 import numpy as np
 
 from ltcmh_jax.data.dataset import MultiModalDataset
 from ltcmh_jax.data.matfiles import load_npz
+from ltcmh_jax.data.wheel_files import GET_THE_WHEEL, WheelFolder, one_hot, read_view
 
 ALOI_WHEEL_FOLDER = "examples/custom_data/aloi"
 ALOI_IMAGE_VIEW = "aloi-64d_clean.csv"
@@ -33,62 +32,8 @@ ALOI_LABELS_HEADER = "label"
 # The long-tail split of experiments/configs/aloi.flags (docs/DESIGN.md, Data).
 ALOI_SPLIT = dict(z1=100, imbalance_factor=50.0, num_query=2000)
 
-GET_THE_WHEEL = (
-    "get the wheel with `pip download --no-deps mvcluster==1.16` (do not install it) and pass "
-    "the .whl, its extracted folder, or an .npz of image/text/labels"
-)
 
-
-class _Source:
-    """The ALOI files of a wheel or a folder, opened as text streams by file name."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._zip = None
-        if os.path.isdir(path):
-            nested = os.path.join(path, ALOI_WHEEL_FOLDER)
-            self._folder = nested if os.path.isdir(nested) else path
-        else:
-            try:
-                self._zip = zipfile.ZipFile(path)
-            except (OSError, zipfile.BadZipFile) as error:
-                raise ValueError(f"{path}: not a readable wheel (zip) file ({error})") from None
-
-    def where(self, name: str) -> str:
-        if self._zip is not None:
-            return f"{self.path}:{ALOI_WHEEL_FOLDER}/{name}"
-        return os.path.join(self._folder, name)
-
-    def open(self, name: str):
-        if self._zip is not None:
-            member = f"{ALOI_WHEEL_FOLDER}/{name}"
-            if member not in self._zip.namelist():
-                raise ValueError(f"{self.path}: no {member} in the wheel; {GET_THE_WHEEL}")
-            return io.TextIOWrapper(self._zip.open(member), encoding="ascii")
-        where = self.where(name)
-        if not os.path.isfile(where):
-            raise FileNotFoundError(f"{where}: no such file; {GET_THE_WHEEL}")
-        return open(where, encoding="ascii")
-
-    def close(self):
-        if self._zip is not None:
-            self._zip.close()
-
-
-def _read_view(source: _Source, name: str) -> np.ndarray:
-    """`[n, d]` float64 from a header-less comma-separated file."""
-    try:
-        with source.open(name) as stream:
-            view = np.loadtxt(stream, delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError as error:
-        raise ValueError(f"{source.where(name)}: not a numeric CSV matrix ({error})") from None
-    if not np.isfinite(view).all():
-        row = int(np.flatnonzero(~np.isfinite(view).all(axis=1))[0])
-        raise ValueError(f"{source.where(name)}: non-finite value in row {row}")
-    return view
-
-
-def _read_labels(source: _Source) -> np.ndarray:
+def _read_labels(source: WheelFolder) -> np.ndarray:
     """`[m]` int64 object ids after the `label` header line."""
     where = source.where(ALOI_LABELS)
     with source.open(ALOI_LABELS) as stream:
@@ -122,13 +67,6 @@ def align_labels(num_feature_rows: int, labels: np.ndarray, *, where: str) -> sl
         f"{where}: {labels.shape[0]} labels for {num_feature_rows} feature rows; expected "
         f"{num_feature_rows - 1} (the wheel's file, first image unlabelled) or {num_feature_rows}"
     )
-
-
-def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """`[n, num_classes]` float32 with a 1 in column `labels[i]` of row `i`."""
-    matrix = np.zeros((labels.shape[0], num_classes), dtype=np.float32)
-    matrix[np.arange(labels.shape[0]), labels] = 1.0
-    return matrix
 
 
 def hellinger_rows(histograms: np.ndarray) -> np.ndarray:
@@ -181,10 +119,10 @@ def load_aloi(path: str | os.PathLike, *, raw: bool = False) -> MultiModalDatase
         raise FileNotFoundError(f"{path}: no such file or folder; {GET_THE_WHEEL}")
     if path.endswith(".npz"):
         return load_npz(path)
-    source = _Source(path)
+    source = WheelFolder(path, ALOI_WHEEL_FOLDER)
     try:
-        image = _read_view(source, ALOI_IMAGE_VIEW)
-        text = _read_view(source, ALOI_TEXT_VIEW)
+        image = read_view(source, ALOI_IMAGE_VIEW)
+        text = read_view(source, ALOI_TEXT_VIEW)
         labels = _read_labels(source)
     finally:
         source.close()

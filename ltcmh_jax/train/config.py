@@ -17,7 +17,7 @@ from ltcmh_jax.losses import autoencoder as autoencoder_losses
 from ltcmh_jax.losses import hausdorff
 from ltcmh_jax.optimizers import OPTIMIZERS
 
-DATASETS = ("synthetic", "mirflickr25k", "nuswide", "npz", "mdi_icons", "aloi")
+DATASETS = ("synthetic", "mirflickr25k", "nuswide", "npz", "mdi_icons", "aloi", "mfeat")
 # Closed-form floors (`ltcmh_jax.classical`): trained on the same split, no network, no epochs.
 CLASSICAL_METHODS = ("scm", "scm_orth", "cca_itq", "linear")
 METHODS = tuple(models.METHODS) + CLASSICAL_METHODS
@@ -91,7 +91,8 @@ class TrainConfig:
     dataset: str = setting(
         "synthetic",
         "Data set: the embedded synthetic long-tail set, MIRFlickr-25K or NUS-WIDE (.mat files "
-        "in --data_dir), precomputed features in an .npz (--data_path), or tfds:BUILDER/CONFIG, "
+        "in --data_dir), precomputed features in an .npz (--data_path), the embedded icons, ALOI "
+        "or the mfeat digits (both from the wheel in --data_path), or tfds:BUILDER/CONFIG, "
         "a prepared longtail_* TFDS data set in --data_dir with its stored split (one of "
         f"{', '.join(DATASETS)}, tfds:NAME).",
     )
@@ -102,7 +103,8 @@ class TrainConfig:
     )
     data_path: str = setting(
         "",
-        "An .npz with arrays image [n, d_x], text [n, d_t], labels [n, c].",
+        "An .npz with arrays image [n, d_x], text [n, d_t], labels [n, c]; for aloi and mfeat the "
+        "mvcluster 1.16 wheel (or its extracted folder, or such an .npz).",
         affects_results=False,
     )
     data_seed: int = setting(0, "Seed of the synthetic generator (fixed across --seed repeats).")
@@ -376,12 +378,12 @@ class TrainConfig:
             )
         if (self.dataset in ("mirflickr25k", "nuswide") or self.tfds_name) and not self.data_dir:
             raise ValueError(f"--data_dir: required for --dataset={self.dataset}")
-        if self.dataset in ("npz", "aloi") and not self.data_path:
+        if self.dataset in ("npz", "aloi", "mfeat") and not self.data_path:
             raise ValueError(
                 f"--data_path: required for --dataset={self.dataset}"
                 + (
                     " (the mvcluster 1.16 wheel: pip download --no-deps mvcluster==1.16)"
-                    if self.dataset == "aloi"
+                    if self.dataset in ("aloi", "mfeat")
                     else ""
                 )
             )

@@ -37,6 +37,8 @@ def load_dataset(config: TrainConfig) -> data_lib.MultiModalDataset:
         return data_lib.load_mdi_icons(config.data_path or None)
     if config.dataset == "aloi":
         return data_lib.load_aloi(config.data_path)
+    if config.dataset == "mfeat":
+        return data_lib.load_mfeat(config.data_path)
     if config.dataset == "mirflickr25k":
         return data_lib.load_mirflickr25k(config.data_dir, image_source=image_source)
     if config.dataset == "nuswide":
@@ -61,6 +63,8 @@ def resolve_defaults(config: TrainConfig, num_samples: int, num_labels: int) -> 
         defaults = dict(data_lib.MDI_ICONS_SPLIT)
     elif config.dataset == "aloi" and config.split == "longtail":
         defaults = dict(data_lib.ALOI_SPLIT)
+    elif config.dataset == "mfeat" and config.split == "longtail":
+        defaults = dict(data_lib.MFEAT_SPLIT)
     else:
         defaults = protocols.split_protocol(config.dataset, config.split)
     defaults.setdefault("num_query", min(2000, max(1, num_samples // 10)))
