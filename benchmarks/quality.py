@@ -102,9 +102,10 @@ def main(argv):
                     config = run_config(base, dataset, method, int(seed))
                     workdir = os.path.join(_WORKDIR.value, dataset, method, str(seed))
                     results.append(train_and_evaluate(config, workdir))
-            except classical.TooManyBitsError as error:
+            except (classical.TooManyBitsError, classical.TooManyAnchorsError) as error:
                 # A linear floor cannot give more bits than a view has columns (ALOI's 13
-                # texture features): a row that says so, and the table goes on.
+                # texture features), nor a kernel floor more anchors than training rows
+                # (mfeat's 161): a row that says so, and the table goes on.
                 print(f"| {dataset} | {method} | cannot run: {error} |", flush=True)
                 continue
             print(summary_line(dataset, method, results), flush=True)

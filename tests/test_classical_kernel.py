@@ -138,3 +138,8 @@ def test_floor_run_suggests_anchors_and_uses_them():
     assert hashing.image_map.dims == 30 and hashing.bits == 16
     codes = floors.floor_codes(hashing, dataset, np.arange(100, 120))
     assert codes["image"].shape == codes["text"].shape == (20, 16)
+
+
+def test_more_anchors_than_rows_is_its_own_error_a_benchmark_can_report():
+    with pytest.raises(classical.TooManyAnchorsError, match="6 anchors exceed the 5 training rows"):
+        classical.fit_rbf_features(np.ones((5, 2)), anchors=6)

@@ -18,6 +18,7 @@ from ltcmh_jax.classical.itq import quantization_loss as quantization_loss
 from ltcmh_jax.classical.kernel import SUGGESTED_ANCHORS as SUGGESTED_ANCHORS
 from ltcmh_jax.classical.kernel import KernelHashing as KernelHashing
 from ltcmh_jax.classical.kernel import RBFFeatures as RBFFeatures
+from ltcmh_jax.classical.kernel import TooManyAnchorsError as TooManyAnchorsError
 from ltcmh_jax.classical.kernel import fit_on_rbf_features as fit_on_rbf_features
 from ltcmh_jax.classical.kernel import fit_rbf_features as fit_rbf_features
 from ltcmh_jax.classical.linear_floor import fit_linear_floor as fit_linear_floor

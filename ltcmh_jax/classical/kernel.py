@@ -70,6 +70,10 @@ class RBFFeatures:
         return np.exp(-squared / (2.0 * self.bandwidth**2))
 
 
+class TooManyAnchorsError(ValueError):
+    """`anchors` above the training rows a kernel floor can pick them from."""
+
+
 def fit_rbf_features(features, *, anchors: int, seed: int = 0, name: str = "features"):
     """`RBFFeatures` with `anchors` distinct training rows of `features` `[n, d]` as anchors.
 
@@ -81,7 +85,7 @@ def fit_rbf_features(features, *, anchors: int, seed: int = 0, name: str = "feat
     if isinstance(anchors, bool) or not isinstance(anchors, int | np.integer) or anchors < 1:
         raise ValueError(f"--floor_anchors: expected a positive integer, got {anchors!r}")
     if anchors > num_rows:
-        raise ValueError(
+        raise TooManyAnchorsError(
             f"--floor_anchors: {anchors} anchors exceed the {num_rows} training rows of {name}"
         )
     mean = moments.column_mean(features)
