@@ -67,3 +67,16 @@ def test_modality_is_the_model_config_of_the_modalities():
     assert TrainConfig().modalities == ("image", "text")
     assert TrainConfig(modality="image").modalities == ("image",)
     assert set(MODALITY_CHOICES) == {"both", "image"}
+
+
+def test_weights_and_rates_are_read_from_the_config_field_by_field():
+    from ltcmh_jax.train.state import LearningRates, LossWeights
+
+    config = TrainConfig(alpha=0.3, eta=0.7, quantization="dcmh", lr_text=2e-3, weight_decay=0.5)
+    weights = LossWeights.from_config(config)
+    assert (weights.alpha, weights.beta, weights.eta) == (0.3, config.beta, 0.7)
+    assert weights.quantization == "dcmh" and weights.j1_normalization == config.j1_normalization
+    rates = LearningRates.from_config(config, epochs=7, steps_per_epoch=3)
+    assert (rates.image, rates.text, rates.autoencoder) == (config.lr_image, 2e-3, 3e-3)
+    assert (rates.epochs, rates.steps_per_epoch, rates.weight_decay) == (7, 3, 0.5)
+    assert (rates.optimizer, rates.clip_norm, rates.warmup) == ("adam", 1.0, config.warmup)

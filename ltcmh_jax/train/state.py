@@ -72,6 +72,11 @@ class LossWeights:
     hsic_normalization: str = "none"
     quantization: str = "dcmh"
 
+    @classmethod
+    def from_config(cls, config) -> LossWeights:
+        """The weights and forms a `TrainConfig` sets (its fields of the same names)."""
+        return cls(**{field.name: getattr(config, field.name) for field in dataclasses.fields(cls)})
+
 
 @dataclasses.dataclass(frozen=True)
 class LearningRates:
@@ -88,6 +93,22 @@ class LearningRates:
     clip_norm: float = 0.0
     warmup: float = 0.0
     weight_decay: float = 0.0
+
+    @classmethod
+    def from_config(cls, config, *, epochs: int, steps_per_epoch: int) -> LearningRates:
+        """A `TrainConfig`'s rates and recipe for a run of `epochs` x `steps_per_epoch` steps."""
+        return cls(
+            image=config.lr_image,
+            text=config.lr_text,
+            autoencoder=config.lr_autoencoder,
+            final=config.lr_final,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            optimizer=config.optimizer,
+            clip_norm=config.clip_norm,
+            warmup=config.warmup,
+            weight_decay=config.weight_decay,
+        )
 
 
 def make_optimizers(rates: LearningRates) -> dict[str, optax.GradientTransformation]:

@@ -127,31 +127,13 @@ class Trainer:
                     train_text, mode=config.input_scaling, sparse=self.sparse_text
                 )
             self.host_text = text_fields(self._text_input(train_text), sparse=self.sparse_text)
-        self.weights = LossWeights(
-            alpha=config.alpha,
-            beta=config.beta,
-            gamma=config.gamma,
-            eta=config.eta,
-            label_similarity=config.label_similarity,
-            j1_normalization=config.j1_normalization,
-            hsic_normalization=config.hsic_normalization,
-            quantization=config.quantization,
-        )
+        self.weights = LossWeights.from_config(config)
         # The epochs this run trains: --epochs, raised to the step budget (--min_steps).
         self.epochs = optimizers.epochs_for_step_budget(
             config.epochs, self.steps_per_epoch, config.min_steps
         )
-        self.rates = LearningRates(
-            image=config.lr_image,
-            text=config.lr_text,
-            autoencoder=config.lr_autoencoder,
-            final=config.lr_final,
-            epochs=self.epochs,
-            steps_per_epoch=self.steps_per_epoch,
-            optimizer=config.optimizer,
-            clip_norm=config.clip_norm,
-            warmup=config.warmup,
-            weight_decay=config.weight_decay,
+        self.rates = LearningRates.from_config(
+            config, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch
         )
         model = models.build_model(self.model_config, rngs=nnx.Rngs(config.seed))
         if config.cnnf_weights:
