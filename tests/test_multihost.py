@@ -29,7 +29,8 @@ _WORKER = textwrap.dedent(
     if len(sys.argv) > 2:
         address, processes, process_id = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
         assert sharding.maybe_initialize_distributed(address, processes, process_id)
-    from test_train import TINY, tiny_epochs
+    from conftest import TINY
+    from test_train_trainer import tiny_epochs
     terms, codes = tiny_epochs(TINY, epochs=int(sys.argv[1]))
     print(json.dumps({"process": jax.process_index(), "processes": jax.process_count(),
                       "devices": jax.device_count(), "local": jax.local_device_count(),
