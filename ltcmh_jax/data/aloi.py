@@ -119,13 +119,10 @@ def load_aloi(path: str | os.PathLike, *, raw: bool = False) -> MultiModalDatase
         raise FileNotFoundError(f"{path}: no such file or folder; {GET_THE_WHEEL}")
     if path.endswith(".npz"):
         return load_npz(path)
-    source = WheelFolder(path, ALOI_WHEEL_FOLDER)
-    try:
+    with WheelFolder(path, ALOI_WHEEL_FOLDER) as source:
         image = read_view(source, ALOI_IMAGE_VIEW)
         text = read_view(source, ALOI_TEXT_VIEW)
         labels = _read_labels(source)
-    finally:
-        source.close()
     if text.shape[0] != image.shape[0]:
         raise ValueError(
             f"{source.where(ALOI_TEXT_VIEW)}: {text.shape[0]} rows, but "
