@@ -363,3 +363,113 @@ def test_blocked_likelihood_bad_input():
         losses.blocked_dcmh_likelihood(m_batch, m_buffer, labels[batch], labels, block_size=0)
     with pytest.raises(ValueError, match="reduction"):
         losses.blocked_dcmh_likelihood(m_batch, m_buffer, labels[batch], labels, reduction="max")
+
+
+def reference_weighted_likelihood(m_x, m_y, similarity, w_similar, w_dissimilar):
+    """The likelihood's pair terms, each times w_similar (S = 1) or w_dissimilar (S = 0)."""
+    total = 0.0
+    for i in range(len(m_x)):
+        for j in range(len(m_y)):
+            phi = 0.5 * float(np.dot(m_x[i].astype(np.float64), m_y[j]))
+            weight = w_similar if similarity[i, j] else w_dissimilar
+            total -= weight * (similarity[i, j] * phi - np.log1p(np.exp(phi)))
+    return total
+
+
+def test_similar_pair_share_and_balanced_weights_by_hand():
+    # Rows: {0}, {0, 1}, {1}, {2}: similar pairs (i, j), i == j included: the 4 diagonal ones,
+    # (0, 1), (1, 0), (1, 2), (2, 1): 8 of 16.
+    labels = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    assert losses.similar_pair_share(labels) == 0.5
+    assert losses.balanced_pair_weights(labels) == (1.0, 1.0)  # rho = 1/2: Eq. 10 itself
+    labels = np.eye(4, dtype=np.float32)  # only the diagonal: rho = 1/4
+    assert losses.similar_pair_share(labels) == 0.25
+    w_similar, w_dissimilar = losses.balanced_pair_weights(labels)
+    assert (w_similar, w_dissimilar) == (2.0, 0.5 / 0.75)
+    # The weights average 1 over the pairs and give each kind of pair half the total weight.
+    assert np.isclose(0.25 * w_similar + 0.75 * w_dissimilar, 1.0)
+    assert np.isclose(0.25 * w_similar, 0.75 * w_dissimilar)
+    # Every pair similar: nothing to balance.
+    assert losses.balanced_pair_weights(np.ones((3, 2), np.float32)) == (1.0, 1.0)
+    with pytest.raises(ValueError, match=r"similar_pair_share: labels must be \[n, c\]"):
+        losses.similar_pair_share(np.zeros((0, 3)))
+
+
+def test_similar_pair_share_subsampled_rows_estimate_it():
+    rng = np.random.default_rng(2)
+    labels = (rng.random((900, 12)) < 0.1).astype(np.float32)
+    exact = float(np.mean(np.asarray(losses.similarity_matrix(labels, labels))))
+    assert losses.similar_pair_share(labels) == pytest.approx(exact, rel=1e-6)  # float32 mean
+    assert losses.similar_pair_share(labels, max_rows=300) == pytest.approx(exact, abs=0.02)
+
+
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_weighted_likelihood_matches_reference_and_its_gradients(block_size):
+    batch, labels, m_batch, m_buffer, _ = hashing_inputs()
+    similarity = np.asarray(losses.similarity_matrix(labels[batch], labels))
+    weights = (3.0, 0.25)
+    want = reference_weighted_likelihood(m_batch, m_buffer, similarity, *weights)
+    got = losses.dcmh_likelihood(
+        m_batch, m_buffer, similarity, reduction="sum", pair_weights=weights
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    blocked = jax.jit(
+        lambda a, b: losses.blocked_dcmh_likelihood(
+            a,
+            b,
+            labels[batch],
+            labels,
+            block_size=block_size,
+            reduction="sum",
+            pair_weights=weights,
+        )
+    )
+    np.testing.assert_allclose(blocked(m_batch, m_buffer), want, rtol=1e-5)
+    # Not Eq. 10's value: the weights do act.
+    unweighted = reference_likelihood(m_batch, m_buffer, similarity)
+    assert abs(want - unweighted) > 0.1 * abs(unweighted)
+    grad_reference = jax.grad(
+        lambda a, b: losses.dcmh_likelihood(
+            a, b, similarity, reduction="sum", pair_weights=weights
+        ),
+        argnums=(0, 1),
+    )(m_batch, m_buffer)
+    grad_blocked = jax.grad(blocked, argnums=(0, 1))(m_batch, m_buffer)
+    for got_part, want_part in zip(grad_blocked, grad_reference, strict=True):
+        np.testing.assert_allclose(got_part, want_part, rtol=1e-5, atol=1e-6)
+
+
+def test_weighted_blocked_likelihood_numerical_gradients():
+    with jax.enable_x64(True):
+        batch, labels, m_batch, m_buffer, _ = hashing_inputs(n_batch=3, n_buffer=7, k=4)
+        check_grads(
+            jax.jit(
+                lambda a, b: losses.blocked_dcmh_likelihood(
+                    a,
+                    b,
+                    labels[batch[:3]],
+                    labels[:7],
+                    block_size=3,
+                    reduction="sum",
+                    pair_weights=(2.5, 0.5),
+                )
+            ),
+            (jnp.asarray(m_batch, jnp.float64), jnp.asarray(m_buffer[:7], jnp.float64)),
+            order=1,
+            modes=("rev",),
+        )
+
+
+def test_hash_loss_passes_pair_weights_to_either_likelihood():
+    batch, labels, m_batch, m_buffer, codes = hashing_inputs()
+    similarity = losses.similarity_matrix(labels[batch], labels)
+    weights = (2.0, 0.5)
+    _, dense = losses.hash_loss(m_batch, m_buffer, similarity, codes, pair_weights=weights)
+    _, fused = losses.hash_loss(
+        m_batch, m_buffer, None, codes, labels=(labels[batch], labels), pair_weights=weights
+    )
+    want = reference_weighted_likelihood(m_batch, m_buffer, np.asarray(similarity), *weights) / (
+        m_batch.shape[0] * m_buffer.shape[0]
+    )
+    np.testing.assert_allclose(dense["likelihood"], want, rtol=1e-5)
+    np.testing.assert_allclose(fused["likelihood"], want, rtol=1e-5)

@@ -15,6 +15,7 @@ from ltcmh_jax.train.config import MODALITY_CHOICES
         (dict(epochs=-1), "--epochs"),
         (dict(dropout=1.0), "--dropout"),
         (dict(dropout=-0.1), "--dropout"),
+        (dict(pair_weighting="hashnet"), "--pair_weighting"),
         (dict(imbalance_factor=0.5), "--imbalance_factor"),
         (dict(z1=0), "--z1"),
         (dict(method="pqhash"), "--method"),
@@ -80,3 +81,16 @@ def test_weights_and_rates_are_read_from_the_config_field_by_field():
     assert (rates.image, rates.text, rates.autoencoder) == (config.lr_image, 2e-3, 3e-3)
     assert (rates.epochs, rates.steps_per_epoch, rates.weight_decay) == (7, 3, 0.5)
     assert (rates.optimizer, rates.clip_norm, rates.warmup) == ("adam", 1.0, config.warmup)
+
+
+def test_balanced_pair_weighting_reads_the_training_labels():
+    import numpy as np
+
+    from ltcmh_jax.train.state import LossWeights
+
+    labels = np.eye(4, dtype=np.float32)  # a quarter of the pairs similar (the diagonal)
+    assert LossWeights.from_config(TrainConfig(), train_labels=labels).pair_weights == (1.0, 1.0)
+    balanced = TrainConfig(pair_weighting="balanced")
+    assert LossWeights.from_config(balanced, train_labels=labels).pair_weights == (2.0, 0.5 / 0.75)
+    with pytest.raises(ValueError, match="need train_labels"):
+        LossWeights.from_config(balanced)

@@ -216,6 +216,21 @@ def test_hash_step_loss_is_dcmh_loss_with_offset_from_rows_outside_the_batch():
     )
     _, terms = jax.jit(_bound(graphdef, optimizers, "image"))(state, batch, data["labels"])
     np.testing.assert_allclose(float(terms["total"]), float(expected), rtol=1e-5)
+    # --pair_weighting=balanced: the step's likelihood carries the weights it is given.
+    weights = state_lib.LossWeights(pair_weights=(3.0, 0.5))
+    expected_weighted, _ = losses.hash_loss(
+        meta,
+        jnp.asarray(_buffer(state, "meta_y")),
+        losses.similarity_matrix(batch["labels"], data["labels"]),
+        state.codes[indices],
+        balance_offset=jnp.asarray(offset),
+        pair_weights=(3.0, 0.5),
+    )
+    _, weighted = jax.jit(_bound(graphdef, optimizers, "image", weights))(
+        state, batch, data["labels"]
+    )
+    np.testing.assert_allclose(float(weighted["total"]), float(expected_weighted), rtol=1e-5)
+    assert abs(float(weighted["likelihood"]) - float(terms["likelihood"])) > 1e-3
 
 
 def test_sparse_and_dense_text_batches_give_the_same_step():

@@ -16,11 +16,13 @@ from ltcmh_jax.losses.autoencoder import commonality_matching_loss as commonalit
 from ltcmh_jax.losses.autoencoder import commonality_regularizer as commonality_regularizer
 from ltcmh_jax.losses.autoencoder import reconstruction_loss as reconstruction_loss
 from ltcmh_jax.losses.hashing import balance_loss as balance_loss
+from ltcmh_jax.losses.hashing import balanced_pair_weights as balanced_pair_weights
 from ltcmh_jax.losses.hashing import blocked_dcmh_likelihood as blocked_dcmh_likelihood
 from ltcmh_jax.losses.hashing import dcmh_likelihood as dcmh_likelihood
 from ltcmh_jax.losses.hashing import hash_loss as hash_loss
 from ltcmh_jax.losses.hashing import pack_labels as pack_labels
 from ltcmh_jax.losses.hashing import quantization_loss as quantization_loss
+from ltcmh_jax.losses.hashing import similar_pair_share as similar_pair_share
 from ltcmh_jax.losses.hashing import similarity_matrix as similarity_matrix
 from ltcmh_jax.losses.hausdorff import average_hausdorff as average_hausdorff
 from ltcmh_jax.losses.hausdorff import label_similarity as label_similarity

@@ -4,6 +4,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -71,7 +72,12 @@ def _likelihood_terms_jvp(primals, tangents):
 
 
 def dcmh_likelihood(
-    m_x: jax.Array, m_y: jax.Array, similarity: jax.Array, *, reduction: str = "mean"
+    m_x: jax.Array,
+    m_y: jax.Array,
+    similarity: jax.Array,
+    *,
+    reduction: str = "mean",
+    pair_weights: tuple[float, float] = (1.0, 1.0),
 ) -> jax.Array:
     """Negative log-likelihood of the similarities, the first term of Eq. 10.
 
@@ -89,6 +95,8 @@ def dcmh_likelihood(
       m_y: `[n_b, k]` meta features M^y.
       similarity: `[n_a, n_b]` S in [0, 1] (usually {0, 1}, `similarity_matrix`).
       reduction: "mean" divides the sum by n_a * n_b; "sum" does not.
+      pair_weights: `(w_similar, w_dissimilar)`: each pair's term is multiplied by w_similar
+        S_ij + w_dissimilar (1 - S_ij) (`balanced_pair_weights`); (1, 1) is Eq. 10.
 
     Returns:
       Scalar loss.
@@ -111,8 +119,50 @@ def dcmh_likelihood(
     phi = 0.5 * (m_x @ m_y.T)
     similarity = similarity.astype(phi.dtype)
     terms = _likelihood_terms(phi, similarity)
+    if tuple(pair_weights) != (1.0, 1.0):
+        w_similar, w_dissimilar = pair_weights
+        terms = terms * (w_similar * similarity + w_dissimilar * (1.0 - similarity))
     total = jnp.sum(terms)
     return total / terms.size if reduction == "mean" else total
+
+
+def similar_pair_share(labels, *, max_rows: int = 4096) -> float:
+    """The share rho of pairs (i, j) of a training set with S_ij = 1 (they share a label).
+
+    Args:
+      labels: `[n, c]` multi-hot labels (host array).
+      max_rows: rows i counted against all n rows j: every row when n <= max_rows, else
+        `max_rows` rows evenly spaced over the set (an estimate; the work is max_rows x n x c).
+
+    Returns:
+      rho in [0, 1].
+    """
+    members = np.asarray(labels) != 0
+    if members.ndim != 2 or members.shape[0] == 0:
+        raise ValueError(
+            f"similar_pair_share: labels must be [n, c] with n > 0, got {members.shape}"
+        )
+    rows = members[np.linspace(0, len(members) - 1, min(max_rows, len(members))).astype(int)]
+    all_rows = members.astype(np.float32).T
+    similar = 0
+    for start in range(0, len(rows), 512):
+        similar += int(np.count_nonzero(rows[start : start + 512].astype(np.float32) @ all_rows))
+    return similar / (len(rows) * len(members))
+
+
+def balanced_pair_weights(labels) -> tuple[float, float]:
+    """`(w_similar, w_dissimilar)` = (1 / (2 rho), 1 / (2 (1 - rho))), rho = `similar_pair_share`.
+
+    Weighted so, the similar and the dissimilar pairs each carry half of the likelihood, whatever
+    share of the pairs S marks similar (0.5 on a few broad labels, 0.002 on ALOI's 1,000
+    objects), and the weights average 1 over the pairs, so the term's scale is Eq. 10's. rho =
+    0.5 gives (1, 1), Eq. 10 itself; a set with no similar (or no dissimilar) pair keeps (1, 1).
+    HashNet's weighted maximum likelihood (Cao et al., ICCV 2017) weighs the pairs the same way.
+    """
+    rho = similar_pair_share(labels)
+    if rho <= 0.0 or rho >= 1.0:
+        return (1.0, 1.0)
+    return (0.5 / rho, 0.5 / (1.0 - rho))
 
 
 def pack_labels(labels: jax.Array) -> jax.Array:
@@ -153,11 +203,11 @@ def _block_start(block: jax.Array, block_size: int, num_rows: int):
     return start, fresh
 
 
-def _likelihood_block(m_x, m_y_block, bits_x, bits_y_block, fresh, compute_dtype):
+def _likelihood_block(m_x, m_y_block, bits_x, bits_y_block, fresh, compute_dtype, pair_weights):
     """The likelihood's sum and its d/dphi `[b, nb]` over one block of the buffer.
 
     Terms are max(phi, 0) - S phi + log1p(exp(-|phi|)), as `dcmh_likelihood`, and the
-    derivative is sigmoid(phi) - S.
+    derivative is sigmoid(phi) - S, each times its pair's weight (`pair_weights`).
     """
     phi = 0.5 * jnp.matmul(
         m_x.astype(compute_dtype),
@@ -168,7 +218,11 @@ def _likelihood_block(m_x, m_y_block, bits_x, bits_y_block, fresh, compute_dtype
     terms = jnp.maximum(phi, 0.0) - jnp.where(shared, phi, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(phi)))
     # XLA's logistic is a vectorised kernel; sigmoid from the exp above through a divide measured
     # 4x slower on a CPU (its divide does not vectorise as well).
-    dphi = jnp.where(fresh, jax.nn.sigmoid(phi) - shared, 0.0)
+    dphi = jax.nn.sigmoid(phi) - shared
+    if pair_weights != (1.0, 1.0):
+        weight = jnp.where(shared, *pair_weights)
+        terms, dphi = weight * terms, weight * dphi
+    dphi = jnp.where(fresh, dphi, 0.0)
     return jnp.sum(jnp.where(fresh, terms, 0.0)), dphi
 
 
@@ -177,7 +231,7 @@ def _blocks(num_rows: int, block_size: int | None) -> tuple[int, int]:
     return size, -(-num_rows // size)
 
 
-def _blocked_value_and_grad_x(m_x, m_y, bits_x, bits_y, block_size, compute_dtype):
+def _blocked_value_and_grad_x(m_x, m_y, bits_x, bits_y, block_size, compute_dtype, pair_weights):
     """(sum, d sum / d m_x `[b, k]`) in one pass over the blocks of the buffer."""
     size, count = _blocks(m_y.shape[0], block_size)
 
@@ -186,7 +240,9 @@ def _blocked_value_and_grad_x(m_x, m_y, bits_x, bits_y, block_size, compute_dtyp
         start, fresh = _block_start(block, size, m_y.shape[0])
         m_y_block = jax.lax.dynamic_slice_in_dim(m_y, start, size)
         bits_block = jax.lax.dynamic_slice_in_dim(bits_y, start, size)
-        value, dphi = _likelihood_block(m_x, m_y_block, bits_x, bits_block, fresh, compute_dtype)
+        value, dphi = _likelihood_block(
+            m_x, m_y_block, bits_x, bits_block, fresh, compute_dtype, pair_weights
+        )
         grad_x = grad_x + 0.5 * jnp.matmul(
             dphi.astype(compute_dtype),
             m_y_block.astype(compute_dtype),
@@ -198,7 +254,7 @@ def _blocked_value_and_grad_x(m_x, m_y, bits_x, bits_y, block_size, compute_dtyp
     return jax.lax.fori_loop(0, count, body, initial)
 
 
-def _blocked_grad_y(m_x, m_y, bits_x, bits_y, block_size, compute_dtype):
+def _blocked_grad_y(m_x, m_y, bits_x, bits_y, block_size, compute_dtype, pair_weights):
     """d sum / d m_y `[N, k]`, block by block (recomputes phi; traced only when it is used)."""
     size, count = _blocks(m_y.shape[0], block_size)
 
@@ -206,7 +262,9 @@ def _blocked_grad_y(m_x, m_y, bits_x, bits_y, block_size, compute_dtype):
         start, fresh = _block_start(block, size, m_y.shape[0])
         m_y_block = jax.lax.dynamic_slice_in_dim(m_y, start, size)
         bits_block = jax.lax.dynamic_slice_in_dim(bits_y, start, size)
-        _, dphi = _likelihood_block(m_x, m_y_block, bits_x, bits_block, fresh, compute_dtype)
+        _, dphi = _likelihood_block(
+            m_x, m_y_block, bits_x, bits_block, fresh, compute_dtype, pair_weights
+        )
         block_grad = 0.5 * jnp.matmul(
             dphi.T.astype(compute_dtype),
             m_x.astype(compute_dtype),
@@ -219,21 +277,25 @@ def _blocked_grad_y(m_x, m_y, bits_x, bits_y, block_size, compute_dtype):
     return jax.lax.fori_loop(0, count, body, jnp.zeros_like(m_y))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _blocked_likelihood(m_x, m_y, bits_x, bits_y, block_size, compute_dtype):
-    return _blocked_value_and_grad_x(m_x, m_y, bits_x, bits_y, block_size, compute_dtype)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _blocked_likelihood(m_x, m_y, bits_x, bits_y, block_size, compute_dtype, pair_weights):
+    return _blocked_value_and_grad_x(
+        m_x, m_y, bits_x, bits_y, block_size, compute_dtype, pair_weights
+    )[0]
 
 
-def _blocked_likelihood_forward(m_x, m_y, bits_x, bits_y, block_size, compute_dtype):
+def _blocked_likelihood_forward(m_x, m_y, bits_x, bits_y, block_size, compute_dtype, pair_weights):
     # d/dm_x comes out of the same pass as the value: training always needs it, and the pass
     # already holds each block's phi and sigmoid(phi) - S.
-    total, grad_x = _blocked_value_and_grad_x(m_x, m_y, bits_x, bits_y, block_size, compute_dtype)
+    total, grad_x = _blocked_value_and_grad_x(
+        m_x, m_y, bits_x, bits_y, block_size, compute_dtype, pair_weights
+    )
     return total, (grad_x, m_x, m_y, bits_x, bits_y)
 
 
-def _blocked_likelihood_backward(block_size, compute_dtype, residuals, cotangent):
+def _blocked_likelihood_backward(block_size, compute_dtype, pair_weights, residuals, cotangent):
     grad_x, m_x, m_y, bits_x, bits_y = residuals
-    grad_y = _blocked_grad_y(m_x, m_y, bits_x, bits_y, block_size, compute_dtype)
+    grad_y = _blocked_grad_y(m_x, m_y, bits_x, bits_y, block_size, compute_dtype, pair_weights)
     return (
         (cotangent * grad_x).astype(m_x.dtype),
         (cotangent * grad_y).astype(m_y.dtype),
@@ -254,6 +316,7 @@ def blocked_dcmh_likelihood(
     block_size: int | None = None,
     compute_dtype=None,
     reduction: str = "mean",
+    pair_weights: tuple[float, float] = (1.0, 1.0),
 ) -> jax.Array:
     """`dcmh_likelihood` with S = `similarity_matrix(labels_x, labels_y)`, fused and blocked.
 
@@ -278,6 +341,7 @@ def blocked_dcmh_likelihood(
         dtype whatever it is, as do the elementwise terms: jnp.bfloat16 is the mixed-precision
         form (docs/DESIGN.md, Training speed).
       reduction: "mean" divides the sum by n_a * n_b; "sum" does not.
+      pair_weights: `(w_similar, w_dissimilar)`, as `dcmh_likelihood`.
 
     Returns:
       Scalar loss, float32 (float64 for float64 features).
@@ -313,6 +377,7 @@ def blocked_dcmh_likelihood(
         pack_labels(labels_y),
         block_size,
         jnp.dtype(dtype if compute_dtype is None else compute_dtype),
+        (float(pair_weights[0]), float(pair_weights[1])),
     )
     return total / (m_x.shape[0] * m_y.shape[0]) if reduction == "mean" else total
 
@@ -379,6 +444,7 @@ def hash_loss(
     labels: tuple[jax.Array, jax.Array] | None = None,
     block_size: int | None = None,
     compute_dtype=None,
+    pair_weights: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Loss2 (Eq. 10) for one modality's batch, as DCMH optimises it.
 
@@ -404,6 +470,8 @@ def hash_loss(
       labels: `([b, c], [N, c])` labels of the batch and the buffer instead of `similarity`: the
         likelihood then runs fused and blocked (`blocked_dcmh_likelihood`, with `block_size`
         and `compute_dtype`), never building S or phi in full.
+      pair_weights: `(w_similar, w_dissimilar)` of the likelihood's pairs (`dcmh_likelihood`;
+        `balanced_pair_weights`); (1, 1) is Eq. 10.
 
     Returns:
       `(total, terms)`: the scalar loss and a dict with keys "likelihood", "quantization",
@@ -414,7 +482,9 @@ def hash_loss(
     if (labels is None) == (similarity is None):
         raise ValueError("hash_loss: pass exactly one of similarity and labels")
     if labels is None:
-        likelihood = dcmh_likelihood(m_batch, m_buffer, similarity, reduction="sum")
+        likelihood = dcmh_likelihood(
+            m_batch, m_buffer, similarity, reduction="sum", pair_weights=pair_weights
+        )
     else:
         likelihood = blocked_dcmh_likelihood(
             m_batch,
@@ -423,6 +493,7 @@ def hash_loss(
             block_size=block_size,
             compute_dtype=compute_dtype,
             reduction="sum",
+            pair_weights=pair_weights,
         )
     likelihood = likelihood / normalizer
     quantization = quantization_loss(codes_batch, m_batch) / (

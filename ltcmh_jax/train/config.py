@@ -25,6 +25,7 @@ INPUT_SCALINGS = ("per_feature", "global")
 HSIC_NORMALIZATIONS = ("cka", "none")
 SELECTOR_INPUTS = ("normalized", "raw")
 QUANTIZATIONS = ("per_entry", "dcmh")
+PAIR_WEIGHTINGS = ("none", "balanced")
 SPLITS = ("longtail", "balanced")
 EPOCH_MODES = ("auto", "scan", "step")
 # --modality: the modalities a run trains (a model config, `models.ModelConfig.modalities`).
@@ -207,6 +208,14 @@ class TrainConfig:
         "(docs/DESIGN.md, Training recipe).",
         minimum=0,
         before=0.0,
+    )
+    pair_weighting: str = setting(
+        "none",
+        "none: Eq. 10, every pair of the likelihood weighs 1; balanced: similar and dissimilar "
+        "pairs each carry half of it (weights 1 / (2 rho), 1 / (2 (1 - rho)), rho the share of "
+        "similar training pairs; docs/DESIGN.md, Training recipe).",
+        choices=PAIR_WEIGHTINGS,
+        before="none",
     )
     min_steps: int = setting(
         1000,

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ltcmh_jax import models, optimizers
+from ltcmh_jax import losses, models, optimizers
 
 
 @flax.struct.dataclass
@@ -71,11 +71,22 @@ class LossWeights:
     j1_normalization: str = "sum"
     hsic_normalization: str = "none"
     quantization: str = "dcmh"
+    # `(w_similar, w_dissimilar)` of the likelihood's pairs (`losses.balanced_pair_weights` with
+    # `TrainConfig.pair_weighting="balanced"`); (1, 1) is Eq. 10.
+    pair_weights: tuple[float, float] = (1.0, 1.0)
 
     @classmethod
-    def from_config(cls, config) -> LossWeights:
-        """The weights and forms a `TrainConfig` sets (its fields of the same names)."""
-        return cls(**{field.name: getattr(config, field.name) for field in dataclasses.fields(cls)})
+    def from_config(cls, config, *, train_labels=None) -> LossWeights:
+        """The weights and forms a `TrainConfig` sets (its fields of the same names); the pair
+        weights from `train_labels` `[n, c]` when the config asks for balanced pairs."""
+        names = [field.name for field in dataclasses.fields(cls) if field.name != "pair_weights"]
+        weights = cls(**{name: getattr(config, name) for name in names})
+        if getattr(config, "pair_weighting", "none") == "balanced":
+            if train_labels is None:
+                raise ValueError("LossWeights.from_config: balanced pair weights need train_labels")
+            pair_weights = losses.balanced_pair_weights(train_labels)
+            weights = dataclasses.replace(weights, pair_weights=pair_weights)
+        return weights
 
 
 @dataclasses.dataclass(frozen=True)

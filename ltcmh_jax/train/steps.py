@@ -206,6 +206,7 @@ def hash_step(
             labels=(batch["labels"], train_labels),
             block_size=likelihood_block,
             compute_dtype=compute_dtype,
+            pair_weights=weights.pair_weights,
         )
         return total, (terms, features, meta, non_parameters(model))
 

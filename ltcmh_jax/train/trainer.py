@@ -127,7 +127,7 @@ class Trainer:
                     train_text, mode=config.input_scaling, sparse=self.sparse_text
                 )
             self.host_text = text_fields(self._text_input(train_text), sparse=self.sparse_text)
-        self.weights = LossWeights.from_config(config)
+        self.weights = LossWeights.from_config(config, train_labels=self.train_labels)
         # The epochs this run trains: --epochs, raised to the step budget (--min_steps).
         self.epochs = optimizers.epochs_for_step_budget(
             config.epochs, self.steps_per_epoch, config.min_steps
