@@ -78,7 +78,11 @@ def test_weights_and_rates_are_read_from_the_config_field_by_field():
     assert (weights.alpha, weights.beta, weights.eta) == (0.3, config.beta, 0.7)
     assert weights.quantization == "dcmh" and weights.j1_normalization == config.j1_normalization
     rates = LearningRates.from_config(config, epochs=7, steps_per_epoch=3)
-    assert (rates.image, rates.text, rates.autoencoder) == (config.lr_image, 2e-3, 3e-3)
+    assert (rates.image, rates.text, rates.autoencoder) == (
+        config.lr_image,
+        2e-3,
+        config.lr_autoencoder,
+    )
     assert (rates.epochs, rates.steps_per_epoch, rates.weight_decay) == (7, 3, 0.5)
     assert (rates.optimizer, rates.clip_norm, rates.warmup) == ("adam", 1.0, config.warmup)
 

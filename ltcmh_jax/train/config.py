@@ -166,19 +166,19 @@ class TrainConfig:
         choices=OPTIMIZERS,
     )
     lr_image: float = setting(
-        3e-3,
+        6e-3,
         "Peak learning rate of theta_x (default for adam; paper's SGD: 10^-1.5).",
         minimum=0,
         exclusive_minimum=True,
     )
     lr_text: float = setting(
-        3e-3,
+        6e-3,
         "Peak learning rate of theta_y (default for adam; paper's SGD: 10^-1.5).",
         minimum=0,
         exclusive_minimum=True,
     )
     lr_autoencoder: float = setting(
-        3e-3,
+        6e-3,
         "Peak learning rate of the auto-encoder theta_z (default for adam; paper's SGD: 10^-2).",
         minimum=0,
         exclusive_minimum=True,
@@ -202,10 +202,10 @@ class TrainConfig:
         before=0.0,
     )
     dropout: float = setting(
-        0.0,
+        0.5,
         "Dropout rate on the hidden layers of the feature nets (image MLP, the text net's hidden "
-        "layer, CNN-F's fc6 / fc7) in their training steps; 0: off. An option, not the default "
-        "(docs/DESIGN.md, Training recipe).",
+        "layer, CNN-F's fc6 / fc7) in their training steps; 0: off (docs/DESIGN.md, Training "
+        "recipe).",
         minimum=0,
         before=0.0,
     )
