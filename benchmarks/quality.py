@@ -5,8 +5,8 @@ closed-form floors, on every data set we report.
     python -m benchmarks.quality --datasets=mdi_icons --seeds=0
 
 Each run is `experiments/configs/synthetic.flags` (the README's main job: TrainConfig's default
-recipe) with only `--dataset`, `--method` and `--seed` changed; ALOI and mfeat (the held-out
-digits, added after the recipe was fixed) read the mvcluster wheel (`pip download --no-deps
+recipe) with only `--dataset`, `--method` and `--seed` changed; ALOI and mfeat (the UCI
+digits, added after session 6's recipe was fixed) read the mvcluster wheel (`pip download --no-deps
 mvcluster==1.16 -d data`). Runs go to `--workdir/<dataset>/<method>/
 <seed>` and a finished run is reported, not retrained, so the script resumes where it stopped.
 Prints one line per (data set, method): mean +- sd over the seeds of MAP I->T, T->I, tail-label
