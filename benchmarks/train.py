@@ -302,6 +302,9 @@ def main():
     parser.add_argument(
         "--mixed_precision", default="auto", help="our side's --mixed_precision (auto, on, off)"
     )
+    parser.add_argument(
+        "--dropout", type=float, default=None, help="our side's --dropout (default: TrainConfig's)"
+    )
     args = parser.parse_args()
     image, text, labels = make_data(args.num_train, image_dim=4096, text_dim=1386, num_labels=24)
     shapes = dict(
@@ -311,14 +314,20 @@ def main():
         epochs=args.repeats + 1,
     )
     ours = dict(optimizer=args.optimizer, mixed_precision=args.mixed_precision)
+    if args.dropout is not None:
+        ours["dropout"] = args.dropout
     import jax
+
+    from ltcmh_jax.train import TrainConfig
+
+    dropout = ours.get("dropout", TrainConfig().dropout)
 
     print(
         f"n_train={args.num_train}, image 4096-d, text 1386-d ({text.mean():.1%} nonzero), "
         f"24 labels, {args.bits} bits, batch {args.batch_size}, text hidden {args.text_hidden}; "
         f"jax {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s), "
         f"{len(os.sched_getaffinity(0))} CPU cores; ours: --optimizer={args.optimizer} "
-        f"--mixed_precision={args.mixed_precision}; {load()}"
+        f"--mixed_precision={args.mixed_precision} --dropout={dropout}; {load()}"
     )
     methods = {"ours, DCMH epoch": "dcmh"}
     if not args.skip_ltcmh:
