@@ -207,30 +207,24 @@ def test_hash_step_loss_is_dcmh_loss_with_offset_from_rows_outside_the_batch():
     )
     outside = np.setdiff1d(np.arange(NUM_TRAIN), [0, 1, 2])
     offset = _buffer(state, "meta_x")[outside].sum(axis=0)
-    expected, _ = losses.hash_loss(
-        meta,
-        jnp.asarray(_buffer(state, "meta_y")),
-        losses.similarity_matrix(batch["labels"], data["labels"]),
-        state.codes[indices],
-        balance_offset=jnp.asarray(offset),
-    )
-    _, terms = jax.jit(_bound(graphdef, optimizers, "image"))(state, batch, data["labels"])
-    np.testing.assert_allclose(float(terms["total"]), float(expected), rtol=1e-5)
-    # --pair_weighting=balanced: the step's likelihood carries the weights it is given.
-    weights = state_lib.LossWeights(pair_weights=(3.0, 0.5))
-    expected_weighted, _ = losses.hash_loss(
-        meta,
-        jnp.asarray(_buffer(state, "meta_y")),
-        losses.similarity_matrix(batch["labels"], data["labels"]),
-        state.codes[indices],
-        balance_offset=jnp.asarray(offset),
-        pair_weights=(3.0, 0.5),
-    )
-    _, weighted = jax.jit(_bound(graphdef, optimizers, "image", weights))(
-        state, batch, data["labels"]
-    )
-    np.testing.assert_allclose(float(weighted["total"]), float(expected_weighted), rtol=1e-5)
-    assert abs(float(weighted["likelihood"]) - float(terms["likelihood"])) > 1e-3
+    likelihoods = []
+    # (1, 1): Eq. 10; (3, 0.5): --pair_weighting=balanced, whose weights the step must carry.
+    for pair_weights in ((1.0, 1.0), (3.0, 0.5)):
+        expected, _ = losses.hash_loss(
+            meta,
+            jnp.asarray(_buffer(state, "meta_y")),
+            losses.similarity_matrix(batch["labels"], data["labels"]),
+            state.codes[indices],
+            balance_offset=jnp.asarray(offset),
+            pair_weights=pair_weights,
+        )
+        weights = state_lib.LossWeights(pair_weights=pair_weights)
+        _, terms = jax.jit(_bound(graphdef, optimizers, "image", weights))(
+            state, batch, data["labels"]
+        )
+        np.testing.assert_allclose(float(terms["total"]), float(expected), rtol=1e-5)
+        likelihoods.append(float(terms["likelihood"]))
+    assert abs(likelihoods[1] - likelihoods[0]) > 1e-3
 
 
 def test_sparse_and_dense_text_batches_give_the_same_step():
