@@ -313,14 +313,12 @@ def main():
         text_hidden=args.text_hidden,
         epochs=args.repeats + 1,
     )
-    ours = dict(optimizer=args.optimizer, mixed_precision=args.mixed_precision)
-    if args.dropout is not None:
-        ours["dropout"] = args.dropout
     import jax
 
     from ltcmh_jax.train import TrainConfig
 
-    dropout = ours.get("dropout", TrainConfig().dropout)
+    dropout = TrainConfig().dropout if args.dropout is None else args.dropout
+    ours = dict(optimizer=args.optimizer, mixed_precision=args.mixed_precision, dropout=dropout)
 
     print(
         f"n_train={args.num_train}, image 4096-d, text 1386-d ({text.mean():.1%} nonzero), "

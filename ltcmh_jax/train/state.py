@@ -81,7 +81,7 @@ class LossWeights:
         weights from `train_labels` `[n, c]` when the config asks for balanced pairs."""
         names = [field.name for field in dataclasses.fields(cls) if field.name != "pair_weights"]
         weights = cls(**{name: getattr(config, name) for name in names})
-        if getattr(config, "pair_weighting", "none") == "balanced":
+        if config.pair_weighting == "balanced":
             if train_labels is None:
                 raise ValueError("LossWeights.from_config: balanced pair weights need train_labels")
             pair_weights = losses.balanced_pair_weights(train_labels)
