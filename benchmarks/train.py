@@ -2,6 +2,7 @@ r"""Seconds per training epoch: our jitted, scanned step vs a faithful DCMH-styl
 
   python benchmarks/train.py                 # MIRFlickr-25K shapes, 3 timed epochs per side
   python benchmarks/train.py --repeats=5 --skip_ltcmh
+  python benchmarks/train.py --torch_device=cuda   # on a GPU: both sides on the GPU
 
 Shapes (synthetic random inputs, as the real sets have them): `num_train` training samples, 4096-d
 image features (VGG fc7; the image net is CNN-F's last layer, 4096 -> k), 1386-d binary tags about
@@ -101,6 +102,33 @@ def jax_epochs(trainer):
     return epoch
 
 
+def epoch_parts(trainer, repeats: int = 3) -> dict[str, float]:
+    """Seconds of each part of one epoch of `trainer` (best of `repeats`, after a compiling
+    epoch): the R^x, R^y update, each phase, and the code (and label-memory) updates."""
+    import jax
+
+    state, _ = trainer.run_epoch(trainer.init_state(), 0)
+    parts = {
+        "label similarity": lambda state: trainer.jitted.update_similarity(
+            state, trainer.device_labels
+        )
+    }
+    for phase in trainer.phases:
+        parts[f"{phase} phase"] = lambda state, phase=phase: trainer.run_phase(state, phase, 1)[0]
+    parts["codes"] = trainer.jitted.update_codes
+    if trainer.has_memory:
+        parts["label memories"] = lambda state: trainer.jitted.update_centroids(
+            state, trainer.device_labels
+        )
+    best = {name: float("inf") for name in parts}
+    for _ in range(repeats):
+        for name, part in parts.items():
+            started = time.perf_counter()
+            state = jax.block_until_ready(part(state))
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
 @contextlib.contextmanager
 def unrolled_loops():
     """`jax.lax.fori_loop` with static bounds unrolled while tracing (for counting FLOPs only)."""
@@ -149,8 +177,9 @@ def epoch_flops(trainer) -> float:
     return total
 
 
-def torch_epochs(image, text, labels, *, bits, batch_size, text_hidden, epochs):
-    """An `epoch()` callable running DCMH's PyTorch epochs one after another."""
+def torch_epochs(image, text, labels, *, bits, batch_size, text_hidden, epochs, device="cpu"):
+    """An `epoch()` callable running DCMH's PyTorch epochs one after another on `device`
+    ("cpu" or "cuda"; DCMH's own code moves data, nets and buffers to the GPU the same way)."""
     import torch
 
     # Best CPU practice: one thread per core this process may run on (torch's default may count
@@ -158,22 +187,25 @@ def torch_epochs(image, text, labels, *, bits, batch_size, text_hidden, epochs):
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(0)
     num_train = labels.shape[0]
-    train_x = torch.from_numpy(image)
-    train_y = torch.from_numpy(text)
-    train_l = torch.from_numpy(labels)
-    img_model = torch.nn.Linear(image.shape[1], bits)
+    train_x = torch.from_numpy(image).to(device)
+    train_y = torch.from_numpy(text).to(device)
+    train_l = torch.from_numpy(labels).to(device)
+    img_model = torch.nn.Linear(image.shape[1], bits).to(device)
     txt_model = torch.nn.Sequential(
         torch.nn.Linear(text.shape[1], text_hidden),
         torch.nn.ReLU(),
         torch.nn.Linear(text_hidden, bits),
-    )
+    ).to(device)
     lr = np.linspace(np.power(10, -1.5), np.power(10, -6.0), epochs + 1)
     optimizer_img = torch.optim.SGD(img_model.parameters(), lr=lr[0])
     optimizer_txt = torch.optim.SGD(txt_model.parameters(), lr=lr[0])
-    buffers = {"F": torch.randn(num_train, bits), "G": torch.randn(num_train, bits)}
+    buffers = {
+        "F": torch.randn(num_train, bits, device=device),
+        "G": torch.randn(num_train, bits, device=device),
+    }
     buffers["B"] = torch.sign(buffers["F"] + buffers["G"])
-    ones = torch.ones(batch_size, 1)
-    ones_ = torch.ones(num_train - batch_size, 1)
+    ones = torch.ones(batch_size, 1, device=device)
+    ones_ = torch.ones(num_train - batch_size, 1, device=device)
     gamma = eta = 1.0
     epoch_number = 0
 
@@ -203,6 +235,8 @@ def torch_epochs(image, text, labels, *, bits, batch_size, text_hidden, epochs):
         phase(img_model, optimizer_img, train_x, buffers["F"], buffers["G"])
         phase(txt_model, optimizer_txt, train_y, buffers["G"], buffers["F"])
         buffers["B"] = torch.sign(buffers["F"] + buffers["G"])
+        if device != "cpu":
+            torch.cuda.synchronize()  # the epoch's kernels are queued; time them, not the queue
         epoch_number += 1
         for optimizer in (optimizer_img, optimizer_txt):
             for group in optimizer.param_groups:
@@ -211,9 +245,9 @@ def torch_epochs(image, text, labels, *, bits, batch_size, text_hidden, epochs):
     return epoch, torch.__version__, torch.get_num_threads()
 
 
-def measured_peak(repeats: int = 3) -> dict[str, float]:
+def measured_peak(repeats: int = 3, torch_device: str = "cpu") -> dict[str, float]:
     """GFLOP/s of the best of `repeats` float32 products of two PEAK_SIZE^2 matrices, per
-    library (jnp; torch when installed)."""
+    library (jnp on its default device; torch on `torch_device` when installed)."""
     import jax
     import jax.numpy as jnp
 
@@ -237,8 +271,12 @@ def measured_peak(repeats: int = 3) -> dict[str, float]:
     with contextlib.suppress(ImportError):
         import torch
 
-        a_torch, b_torch = torch.from_numpy(a), torch.from_numpy(b)
-        peaks["torch"] = best(lambda: torch.matmul(a_torch, b_torch))
+        a_torch, b_torch = (
+            torch.from_numpy(a).to(torch_device),
+            torch.from_numpy(b).to(torch_device),
+        )
+        synchronize = torch.cuda.synchronize if torch_device != "cpu" else lambda: None
+        peaks["torch"] = best(lambda: (torch.matmul(a_torch, b_torch), synchronize()))
     return peaks
 
 
@@ -305,6 +343,12 @@ def main():
     parser.add_argument(
         "--dropout", type=float, default=None, help="our side's --dropout (default: TrainConfig's)"
     )
+    parser.add_argument(
+        "--torch_device",
+        default="cpu",
+        help="where the PyTorch baseline runs: cpu, or cuda to compare on a GPU (ours runs on "
+        "jax's default device either way)",
+    )
     args = parser.parse_args()
     image, text, labels = make_data(args.num_train, image_dim=4096, text_dim=1386, num_labels=24)
     shapes = dict(
@@ -340,8 +384,11 @@ def main():
         for name, method in methods.items()
     }
     try:
-        epoch, version, threads = torch_epochs(image, text, labels, **shapes)
-        sides[f"PyTorch {version} ({threads} threads), DCMH epoch"] = epoch
+        epoch, version, threads = torch_epochs(
+            image, text, labels, **shapes, device=args.torch_device
+        )
+        where = f"{threads} threads" if args.torch_device == "cpu" else args.torch_device
+        sides[f"PyTorch {version} ({where}), DCMH epoch"] = epoch
     except ImportError:
         print("torch not installed (pip install torch): no PyTorch baseline")
     for epoch in sides.values():
@@ -354,8 +401,11 @@ def main():
             wall, cpu = seconds(epoch)
             times[name].append(wall)
             cpu_times[name].append(cpu)
-    peaks = measured_peak()
-    nominal, how = nominal_peak()
+    peaks = measured_peak(torch_device=args.torch_device)
+    if jax.default_backend() == "cpu":
+        nominal, how = nominal_peak()
+    else:  # the CPU's nominal peak says nothing about an accelerator's
+        nominal, how = 0.0, f"not computed for {jax.default_backend()}"
     best = {name: min(values) for name, values in times.items()}
     best_cpu = {name: min(values) for name, values in cpu_times.items()}
     for name, values in times.items():
@@ -392,6 +442,13 @@ def main():
                     f"{best[baseline] / best[name]:.2f}x (CPU time: "
                     f"{best_cpu[baseline] / best_cpu[name]:.2f}x)"
                 )
+    if "ours, LtCMH epoch" in best:
+        trainer = make_trainer("ltcmh", image, text, labels, **shapes, **ours)
+        parts = epoch_parts(trainer)
+        print(
+            "LtCMH epoch parts (best of 3): "
+            + ", ".join(f"{name} {value:.3f} s" for name, value in parts.items())
+        )
     print(load())
 
 

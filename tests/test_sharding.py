@@ -73,7 +73,10 @@ def test_eight_simulated_devices_split_the_batch():
                           "batch": sharding.round_batch_size(100, mesh)}))
         """
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    # Simulated CPU devices, also on a machine with a GPU (which jax would otherwise pick).
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     output = subprocess.run(
         [sys.executable, "-c", script],

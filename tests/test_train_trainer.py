@@ -94,7 +94,10 @@ def test_two_epochs_lower_the_losses(two_tiny_epochs):
 
 
 def test_eight_devices_give_the_losses_of_one(two_tiny_epochs):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    # Simulated CPU devices, also on a machine with a GPU (which jax would otherwise pick).
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     completed = subprocess.run(
         [sys.executable, "-c", _TERMS_SCRIPT, "2"],

@@ -38,7 +38,11 @@ def _pair_chunk(ranks: jax.Array, first: jax.Array, chunk: int, n: int, num_labe
     A pair past the last one is sample n, label c (a sentinel row and a dropped segment).
     """
     wanted = first + jnp.arange(chunk, dtype=jnp.int32)
-    flat = jnp.searchsorted(ranks, wanted, side="right", method="scan").astype(jnp.int32)
+    # "scan_unrolled": one fused binary search. "scan" (a loop of ~20 dependent steps) ran as fast
+    # on a CPU, but on a GPU each step is a kernel launch, once per chunk and row block, and that
+    # was most of an LtCMH epoch (docs/DESIGN.md, Training speed).
+    flat = jnp.searchsorted(ranks, wanted, side="right", method="scan_unrolled")
+    flat = flat.astype(jnp.int32)
     real = flat < n * num_labels
     return jnp.where(real, flat % n, n), jnp.where(real, flat // n, num_labels)
 

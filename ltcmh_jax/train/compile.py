@@ -23,6 +23,12 @@ from ltcmh_jax.train.state import LearningRates, LossWeights, make_optimizers
 # stays in a core's L2 cache; on the MIRFlickr shapes 512 to 4096 rows ran within noise of each
 # other, and 3x faster than the unblocked form standalone (docs/DESIGN.md, Training speed).
 CPU_LIKELIHOOD_BLOCK = 2048
+# Rows per block of the average Hausdorff search (losses.average_hausdorff): 1024 keeps a CPU's
+# tiles in cache; an accelerator wants few, large tiles (each block meets every chunk of
+# membership pairs in a sequential loop, and each trip costs kernel launches; docs/DESIGN.md,
+# Training speed).
+CPU_HAUSDORFF_BLOCK = 1024
+ACCELERATOR_HAUSDORFF_BLOCK = 8192
 MIXED_PRECISION = ("auto", "on", "off")
 # Where --mixed_precision=auto turns bfloat16 products on (docs/DESIGN.md, Training speed).
 MIXED_PRECISION_AUTO = ("gpu", "tpu")
@@ -43,6 +49,11 @@ def likelihood_settings(mixed_precision: str, platform: str) -> tuple[int | None
         mixed_precision == "auto" and platform in MIXED_PRECISION_AUTO
     )
     return block, jnp.dtype(jnp.bfloat16 if bfloat16 else jnp.float32)
+
+
+def hausdorff_block(platform: str) -> int:
+    """Rows per block of the R^x, R^y update's Hausdorff search on `platform` ("cpu", "gpu")."""
+    return CPU_HAUSDORFF_BLOCK if platform == "cpu" else ACCELERATOR_HAUSDORFF_BLOCK
 
 
 def jit_step(step: Callable, mesh) -> Callable:
@@ -110,7 +121,8 @@ def jitted_updates(
             steps.autoencoder_step, optimizer=optimizers["autoencoder"], **common
         )
     }
-    block, dtype = likelihood_settings(mixed_precision, mesh.devices.flat[0].platform)
+    platform = mesh.devices.flat[0].platform
+    block, dtype = likelihood_settings(mixed_precision, platform)
     for modality in modalities:
         bound[modality] = functools.partial(
             steps.hash_step,
@@ -142,7 +154,11 @@ def jitted_updates(
             steps.update_codes, in_shardings=replicated, out_shardings=replicated, donate_argnums=0
         ),
         update_similarity=jit_state_update(
-            functools.partial(steps.update_label_similarity, scale=weights.label_similarity)
+            functools.partial(
+                steps.update_label_similarity,
+                scale=weights.label_similarity,
+                block_size=hausdorff_block(platform),
+            )
         ),
         update_centroids=jit_state_update(
             functools.partial(steps.update_centroids, graphdef=graphdef)
