@@ -16,6 +16,7 @@ from ltcmh_jax.train.config import MODALITY_CHOICES
         (dict(dropout=1.0), "--dropout"),
         (dict(dropout=-0.1), "--dropout"),
         (dict(pair_weighting="hashnet"), "--pair_weighting"),
+        (dict(regulariser_scaling="auto"), "--regulariser_scaling"),
         (dict(imbalance_factor=0.5), "--imbalance_factor"),
         (dict(z1=0), "--z1"),
         (dict(method="pqhash"), "--method"),
@@ -98,3 +99,28 @@ def test_balanced_pair_weighting_reads_the_training_labels():
     assert LossWeights.from_config(balanced, train_labels=labels).pair_weights == (2.0, 0.5 / 0.75)
     with pytest.raises(ValueError, match="need train_labels"):
         LossWeights.from_config(balanced)
+
+
+@pytest.mark.parametrize(
+    ("scaling", "bits", "num_labels", "expected"),
+    [
+        ("bits_per_label", 64, 1000, 0.064),  # ALOI
+        ("bits_per_label", 64, 61, 1.0),  # the icon set
+        ("bits_per_label", 64, 64, 1.0),
+        ("bits_per_label", 16, 24, 2 / 3),
+        ("bits_per_label", 16, 0, 1.0),
+        ("none", 64, 1000, 1.0),
+    ],
+)
+def test_regulariser_scale_is_bits_per_label_up_to_one(scaling, bits, num_labels, expected):
+    from ltcmh_jax.train.state import regulariser_scale
+
+    assert regulariser_scale(scaling, bits=bits, num_labels=num_labels) == pytest.approx(expected)
+
+
+def test_regulariser_scale_multiplies_the_weight_decay():
+    from ltcmh_jax.train.state import LearningRates
+
+    config = TrainConfig(weight_decay=0.5)
+    rates = LearningRates.from_config(config, epochs=2, steps_per_epoch=3, regulariser_scale=0.25)
+    assert rates.weight_decay == 0.125

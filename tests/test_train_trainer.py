@@ -76,6 +76,17 @@ def make_trainer(tiny_data, **changes):
     return Trainer(config, dataset, split, sharding.make_data_mesh())
 
 
+@pytest.mark.parametrize("scaling", ["bits_per_label", "none"])
+def test_trainer_scales_weight_decay_by_bits_per_training_label(tiny_data, scaling):
+    config, dataset, split = tiny_data
+    trainer = make_trainer(tiny_data, regulariser_scaling=scaling, weight_decay=0.5)
+    labels_trained = np.count_nonzero(np.asarray(dataset.labels)[split.train].any(axis=0))
+    expected = min(1.0, config.bits / labels_trained) if scaling == "bits_per_label" else 1.0
+    assert labels_trained > config.bits or scaling == "none"  # the case that scales
+    assert trainer.regulariser_scale == pytest.approx(expected)
+    assert trainer.rates.weight_decay == pytest.approx(0.5 * expected)
+
+
 def param_paths(state) -> list[str]:
     return ["/".join(str(part) for part in path) for path, _ in nnx.to_flat_state(state)]
 

@@ -26,6 +26,7 @@ HSIC_NORMALIZATIONS = ("cka", "none")
 SELECTOR_INPUTS = ("normalized", "raw")
 QUANTIZATIONS = ("per_entry", "dcmh")
 PAIR_WEIGHTINGS = ("none", "balanced")
+REGULARISER_SCALINGS = ("bits_per_label", "none")
 SPLITS = ("longtail", "balanced")
 EPOCH_MODES = ("auto", "scan", "step")
 # --modality: the modalities a run trains (a model config, `models.ModelConfig.modalities`).
@@ -208,6 +209,14 @@ class TrainConfig:
         "recipe).",
         minimum=0,
         before=0.0,
+    )
+    regulariser_scaling: str = setting(
+        "bits_per_label",
+        "bits_per_label: --weight_decay and --dropout are multiplied by min(1, bits / labels), "
+        "labels those with a training sample: where labels outnumber the code's bits the codes "
+        "need every weight they have (docs/DESIGN.md, Training recipe); none: used as given.",
+        choices=REGULARISER_SCALINGS,
+        before="none",
     )
     pair_weighting: str = setting(
         "none",

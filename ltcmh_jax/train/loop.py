@@ -88,14 +88,16 @@ def train_and_evaluate(
         log.info("%s fitted in %.1f s", config.method, train_seconds)
         started = time.monotonic()
         scores, codes = evaluate_codes(codes, dataset, split, head_labels=head_labels)
-        epochs, history, input_statistics = 0, [], {}
+        epochs, history, input_statistics, scale = 0, [], {}, None
     else:
         trained = _train_network(config, dataset, split, mesh, workdir, statistics, head_labels)
-        scores, codes, history, train_seconds, epochs, input_statistics, started = trained
+        scores, codes, history, train_seconds, epochs, input_statistics, started, scale = trained
     results = {
         **{name: getattr(config, name) for name in ("method", "variant", "modality", "dataset")},
         **{name: getattr(config, name) for name in ("split", "bits", "seed")},
         "epochs": epochs,
+        # The factor --regulariser_scaling put on --weight_decay and --dropout (None: a floor).
+        "regulariser_scale": scale,
         **scores,
         "chance_map": metrics.chance_map(codes["query_labels"], codes["db_labels"]),
         "num_head": config.num_head,
@@ -132,10 +134,11 @@ def train_and_evaluate(
 
 def _train_network(config, dataset, split, mesh, workdir, statistics, head_labels):
     """Trains (or resumes) a deep method and evaluates it: `(scores, codes, history,
-    train_seconds, epochs, input statistics, evaluation start time)`."""
+    train_seconds, epochs, input statistics, evaluation start time, regulariser scale)`."""
     trainer = Trainer(config, dataset, split, mesh)
     log.info(
-        "data %s: %s; %d devices (%s), batch %d, %d steps per phase, %d epochs (%s), text %s",
+        "data %s: %s; %d devices (%s), batch %d, %d steps per phase, %d epochs (%s), text %s, "
+        "weight decay and dropout x%.3g (--regulariser_scaling=%s)",
         config.dataset,
         ", ".join(f"{key}={value}" for key, value in statistics.items()),
         sharding_lib.data_parallel_size(mesh),
@@ -145,6 +148,8 @@ def _train_network(config, dataset, split, mesh, workdir, statistics, head_label
         trainer.epochs,
         trainer.epoch_mode,
         "sparse" if trainer.sparse_text else "dense",
+        trainer.regulariser_scale,
+        config.regulariser_scaling,
     )
     checkpointer = Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
@@ -173,6 +178,7 @@ def _train_network(config, dataset, split, mesh, workdir, statistics, head_label
         trainer.epochs,
         trainer.scaling_arrays(),
         started,
+        trainer.regulariser_scale,
     )
 
 

@@ -106,8 +106,11 @@ class LearningRates:
     weight_decay: float = 0.0
 
     @classmethod
-    def from_config(cls, config, *, epochs: int, steps_per_epoch: int) -> LearningRates:
-        """A `TrainConfig`'s rates and recipe for a run of `epochs` x `steps_per_epoch` steps."""
+    def from_config(
+        cls, config, *, epochs: int, steps_per_epoch: int, regulariser_scale: float = 1.0
+    ) -> LearningRates:
+        """A `TrainConfig`'s rates and recipe for a run of `epochs` x `steps_per_epoch` steps;
+        its weight decay times `regulariser_scale` (`regulariser_scale()`)."""
         return cls(
             image=config.lr_image,
             text=config.lr_text,
@@ -118,8 +121,29 @@ class LearningRates:
             optimizer=config.optimizer,
             clip_norm=config.clip_norm,
             warmup=config.warmup,
-            weight_decay=config.weight_decay,
+            weight_decay=config.weight_decay * regulariser_scale,
         )
+
+
+def regulariser_scale(scaling: str, *, bits: int, num_labels: int) -> float:
+    """The factor on weight decay and dropout (`TrainConfig.regulariser_scaling`).
+
+    "bits_per_label": min(1, bits / num_labels). With at most as many labels as bits the codes
+    could give each label a bit of its own, and the regularisers trade spare capacity for
+    generalisation; with more labels than bits every weight has to help separate them, and a
+    fixed-rate decay and dropout take capacity the codes need (ALOI: 1,000 labels, 64 bits;
+    docs/DESIGN.md, Training recipe). "none": 1.
+
+    Args:
+      scaling: "bits_per_label" or "none".
+      bits: code length k.
+      num_labels: labels with at least one training sample (0 counts as 1).
+    """
+    if scaling == "none":
+        return 1.0
+    if scaling != "bits_per_label":
+        raise ValueError(f"--regulariser_scaling: unknown value {scaling!r}")
+    return min(1.0, bits / max(num_labels, 1))
 
 
 def make_optimizers(rates: LearningRates) -> dict[str, optax.GradientTransformation]:

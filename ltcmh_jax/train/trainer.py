@@ -19,7 +19,13 @@ from ltcmh_jax.train import compile as compile_lib
 from ltcmh_jax.train.config import TrainConfig
 from ltcmh_jax.train.evaluation import binary_codes, evaluate_codes
 from ltcmh_jax.train.scaling import fit_input_scaling
-from ltcmh_jax.train.state import LearningRates, LossWeights, initial_state, split_model
+from ltcmh_jax.train.state import (
+    LearningRates,
+    LossWeights,
+    initial_state,
+    regulariser_scale,
+    split_model,
+)
 
 # Rows per call when encoding the training set, the queries and the database.
 ENCODE_CHUNK = 1024
@@ -132,8 +138,17 @@ class Trainer:
         self.epochs = optimizers.epochs_for_step_budget(
             config.epochs, self.steps_per_epoch, config.min_steps
         )
+        # Weight decay and dropout shrink where labels outnumber the code's bits.
+        self.regulariser_scale = regulariser_scale(
+            config.regulariser_scaling,
+            bits=config.bits,
+            num_labels=int(np.count_nonzero(self.train_labels.any(axis=0))),
+        )
         self.rates = LearningRates.from_config(
-            config, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch
+            config,
+            epochs=self.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            regulariser_scale=self.regulariser_scale,
         )
         model = models.build_model(self.model_config, rngs=nnx.Rngs(config.seed))
         if config.cnnf_weights:
@@ -158,7 +173,7 @@ class Trainer:
             self.weights,
             modalities=self.modalities,
             mixed_precision=config.mixed_precision,
-            dropout_rate=config.dropout,
+            dropout_rate=config.dropout * self.regulariser_scale,
             dropout_seed=config.seed,
         )
         self.device_labels = sharding_lib.put_replicated(self.train_labels, mesh)
