@@ -26,7 +26,7 @@ HSIC_NORMALIZATIONS = ("cka", "none")
 SELECTOR_INPUTS = ("normalized", "raw")
 QUANTIZATIONS = ("per_entry", "dcmh")
 PAIR_WEIGHTINGS = ("none", "balanced")
-REGULARISER_SCALINGS = ("bits_per_label", "none")
+REGULARISER_SCALINGS = ("none", "bits_per_label")
 SPLITS = ("longtail", "balanced")
 EPOCH_MODES = ("auto", "scan", "step")
 # --modality: the modalities a run trains (a model config, `models.ModelConfig.modalities`).
@@ -211,10 +211,11 @@ class TrainConfig:
         before=0.0,
     )
     regulariser_scaling: str = setting(
-        "bits_per_label",
-        "bits_per_label: --weight_decay and --dropout are multiplied by min(1, bits / labels), "
-        "labels those with a training sample: where labels outnumber the code's bits the codes "
-        "need every weight they have (docs/DESIGN.md, Training recipe); none: used as given.",
+        "none",
+        "none: --weight_decay and --dropout as given; bits_per_label: both multiplied by "
+        "min(1, bits / labels), labels those with a training sample (for sets with many more "
+        "labels than bits and a few samples each, such as ALOI; it costs sets with somewhat more "
+        "labels than bits: docs/DESIGN.md, Training recipe).",
         choices=REGULARISER_SCALINGS,
         before="none",
     )

@@ -128,11 +128,12 @@ class LearningRates:
 def regulariser_scale(scaling: str, *, bits: int, num_labels: int) -> float:
     """The factor on weight decay and dropout (`TrainConfig.regulariser_scaling`).
 
-    "bits_per_label": min(1, bits / num_labels). With at most as many labels as bits the codes
-    could give each label a bit of its own, and the regularisers trade spare capacity for
-    generalisation; with more labels than bits every weight has to help separate them, and a
-    fixed-rate decay and dropout take capacity the codes need (ALOI: 1,000 labels, 64 bits;
-    docs/DESIGN.md, Training recipe). "none": 1.
+    "bits_per_label": min(1, bits / num_labels). The idea: with at most as many labels as bits
+    the codes could give each label a bit of its own, and the regularisers trade spare capacity
+    for generalisation; with more labels than bits every weight has to help separate them. It
+    lifts ALOI (1,000 labels, 64 bits) above the floors, and costs the icon set at 32 bits and
+    the synthetic set at 16, so it is an option, not the default (docs/DESIGN.md, Training
+    recipe). "none": 1.
 
     Args:
       scaling: "bits_per_label" or "none".

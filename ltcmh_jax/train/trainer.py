@@ -138,7 +138,8 @@ class Trainer:
         self.epochs = optimizers.epochs_for_step_budget(
             config.epochs, self.steps_per_epoch, config.min_steps
         )
-        # Weight decay and dropout shrink where labels outnumber the code's bits.
+        # With --regulariser_scaling=bits_per_label, weight decay and dropout shrink where labels
+        # outnumber the code's bits.
         self.regulariser_scale = regulariser_scale(
             config.regulariser_scaling,
             bits=config.bits,
