@@ -1,5 +1,7 @@
 """Image networks: ImageMLP, CNN-F's layers, and loading MatConvNet's imagenet-vgg-f.mat."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -257,6 +259,42 @@ def test_a_file_with_other_strides_is_refused(tmp_path):
     _write_vggf(path, np.random.default_rng(1), edit=stride_two_conv2)
     with pytest.raises(ValueError, match=r"'conv2' has stride \(2, 2\)"):
         load_vggf_weights(_small_cnnf(), path)
+
+
+def _truncated_vggf(path):
+    _write_vggf(path, np.random.default_rng(1))
+    with open(path, "r+b") as handle:
+        handle.truncate(os.path.getsize(path) // 2)
+
+
+def _hdf5_file(path):
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        handle["layers"] = np.zeros(3)
+
+
+@pytest.mark.parametrize(
+    "write, error, message",
+    [
+        (None, FileNotFoundError, "no such file"),
+        (lambda path: path.write_bytes(b"not a mat file " * 20), ValueError, "cannot be read"),
+        (_truncated_vggf, ValueError, "cannot be read"),
+        (_hdf5_file, ValueError, "v7.3"),
+    ],
+    ids=["missing", "not a mat file", "truncated", "v7.3"],
+)
+def test_an_unreadable_weights_file_is_one_line_naming_it(tmp_path, write, error, message):
+    path = tmp_path / "imagenet-vgg-f.mat"
+    if write is not None:
+        write(path)
+    cnnf = _small_cnnf()
+    before = np.asarray(cnnf.conv1.kernel[...])
+    with pytest.raises(error) as raised:
+        load_vggf_weights(cnnf, path)
+    text = str(raised.value)
+    assert str(path) in text and message in text and "\n" not in text
+    np.testing.assert_array_equal(cnnf.conv1.kernel[...], before)
 
 
 def test_loading_needs_a_cnnf(tmp_path):

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.io
 
+from ltcmh_jax.data.matreader import is_hdf5, unreadable_error
 from ltcmh_jax.models.image import CNNF, CONV_GEOMETRY, POOL_GEOMETRY, pool_input_sizes
 
 _LOADED_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
@@ -109,6 +110,27 @@ def _average_image(contents: dict, image_size: int, path: str) -> np.ndarray:
         ) from None
 
 
+def _read_weights_file(path: str) -> dict:
+    """`scipy.io.loadmat` of a MatConvNet file, its failures as one line naming `path`.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: a MATLAB v7.3 (HDF5) file, which MatConvNet's releases are not; a truncated,
+        corrupt or non-MAT file.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file (the MatConvNet imagenet-vgg-f.mat)")
+    if is_hdf5(path):
+        raise ValueError(
+            f"{path}: a MATLAB v7.3 (HDF5) file; MatConvNet's imagenet-vgg-f.mat is a v5 file "
+            "(resave it with save(..., '-v7'))"
+        )
+    try:
+        return scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    except Exception as error:  # scipy raises ValueError, TypeError, OSError or zlib.error
+        raise unreadable_error(path, error) from None
+
+
 def load_vggf_weights(model_or_image_net, path: str | os.PathLike) -> CNNF:
     """Loads conv1-conv5, fc6, fc7, the LRN constants and the average image from a MatConvNet
     `imagenet-vgg-f.mat` into a CNN-F (given directly or as a HashingModel's `image_net`).
@@ -123,7 +145,7 @@ def load_vggf_weights(model_or_image_net, path: str | os.PathLike) -> CNNF:
             f"load_vggf_weights({path!r}) needs a CNN-F image network (image_net='cnnf'), "
             f"got {type(cnnf).__name__}"
         )
-    contents = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    contents = _read_weights_file(path)
     layers = _layers_by_name(contents, path)
 
     new_values = {}
