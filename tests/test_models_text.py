@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from ltcmh_jax.models import TextMLP, sparse_bag
-from ltcmh_jax.models.text import _sort_by_tag, embedding_bag
+from ltcmh_jax.models.text import _kernel_gradient, _sort_by_tag, embedding_bag
 
 TEXT_DIM, HIDDEN, BITS = 40, 32, 8
 
@@ -113,6 +113,32 @@ def test_embedding_bag_gradients_match_the_dense_product_when_tags_are_frequent(
     # d/d values[i, j] is d/d text[i, indices[i, j]] (padding slots too: they point at tag 0).
     want_to_values = np.take_along_axis(np.asarray(to_text), np.asarray(indices), axis=1)
     np.testing.assert_allclose(to_values, want_to_values, rtol=1e-5, atol=1e-5)
+
+
+def _primitives(jaxpr) -> list[str]:
+    names = []
+    for equation in jaxpr.eqns:
+        names.append(equation.primitive.name)
+        for value in equation.params.values():
+            for inner in value if isinstance(value, (list, tuple)) else [value]:
+                if hasattr(inner, "jaxpr"):
+                    names.extend(_primitives(getattr(inner.jaxpr, "jaxpr", inner.jaxpr)))
+    return names
+
+
+def test_kernel_gradient_scatters_only_by_adding():
+    # A scatter-set whose out-of-bounds indices are dropped lost rows of this gradient on a GPU
+    # (session 10): the table and the overflow list are gathered, and the one scatter left is
+    # the overflow's in-bounds add.
+    text = _bag_of_words(4, n=40)
+    text[:, 3] = 1.5
+    indices, values = (jnp.asarray(array) for array in sparse_bag(text))
+    bag_gradient = jnp.ones((40, HIDDEN), jnp.float32)
+    jaxpr = jax.make_jaxpr(_kernel_gradient, static_argnums=3)(
+        bag_gradient, indices, values, TEXT_DIM
+    )
+    scatters = [name for name in _primitives(jaxpr.jaxpr) if name.startswith("scatter")]
+    assert scatters == ["scatter-add"], scatters
 
 
 @pytest.mark.parametrize("num_tags", [9, 2**31], ids=["packed_keys", "argsort"])

@@ -80,6 +80,14 @@ def _sort_by_tag(tags: jax.Array, num_tags: int) -> tuple[jax.Array, jax.Array]:
     return tags[order], order
 
 
+def _search_method() -> str:
+    """`jnp.searchsorted`'s method for the backward's run bounds: "scan" on a CPU (0.59 ms
+    against 0.99 ms unrolled for a batch of 128 over 1,386 tags, session 10), "scan_unrolled"
+    elsewhere, where each step of a rolled scan is a kernel launch (docs/DESIGN.md, Training
+    speed, "On a GPU")."""
+    return "scan" if jax.default_backend() == "cpu" else "scan_unrolled"
+
+
 def _kernel_gradient(
     bag_gradient: jax.Array, indices: jax.Array, values: jax.Array, num_tags: int
 ) -> jax.Array:
@@ -90,49 +98,54 @@ def _kernel_gradient(
     gradient, padding slots included. Here the batch's nonzeros are sorted by tag into a
     `[num_tags, _ROWS_PER_TAG]` table, so each row of the gradient is one fused gather-sum over
     `bag_gradient` (small, cache-resident), written once; occurrences beyond the table's width
-    are scatter-added in chunks, as many as there are.
+    are scatter-added in chunks, as many as there are. Only that add is a scatter.
     """
     n, width = indices.shape
     entries = n * width
-    position = jnp.arange(entries, dtype=jnp.int32)
     values = values.reshape(-1)
-    # Padding (value 0) gets tag `num_tags`: sorted last and dropped from the table.
+    # Padding (value 0) gets tag `num_tags`: sorted last and left out of the table.
     tags = jnp.where(values != 0, indices.reshape(-1), num_tags)
     tags, order = _sort_by_tag(tags, num_tags)
     rows, values = order // width, values[order]
-    starts_run = jnp.concatenate([jnp.ones((1,), bool), tags[1:] != tags[:-1]])
-    rank = position - jax.lax.cummax(jnp.where(starts_run, position, 0))
-    in_table = rank < _ROWS_PER_TAG
-    table_shape = (num_tags, _ROWS_PER_TAG)
-    table_rows = jnp.zeros(table_shape, jnp.int32).at[tags, rank].set(rows, mode="drop")
-    table_values = (
-        jnp.zeros(table_shape, values.dtype)
-        .at[tags, rank]
-        .set(jnp.where(in_table, values, 0), mode="drop")
+    # Tag t's entries are the sorted positions [bounds[t], bounds[t + 1]). The table and the
+    # overflow list are gathered from those runs, not scattered into: a scatter-set with
+    # out-of-bounds indices dropped (mode="drop") lost whole rows of this gradient on a GPU
+    # (jax 0.11.2, H200, session 10; jax-ml/jax#21708), and gathers need no such semantics.
+    bounds = jnp.searchsorted(
+        tags, jnp.arange(num_tags + 1, dtype=tags.dtype), side="left", method=_search_method()
     )
+    slot = bounds[:-1, None] + jnp.arange(_ROWS_PER_TAG, dtype=bounds.dtype)
+    in_table = slot < bounds[1:, None]
+    slot = jnp.minimum(slot, entries - 1)
+    table_rows = jnp.where(in_table, rows[slot], 0)
+    table_values = jnp.where(in_table, values[slot], 0)
     # Unrolled so that XLA fuses the gathers into a single pass over the output.
     gradient = table_values[:, 0, None] * bag_gradient[table_rows[:, 0]]
-    for slot in range(1, _ROWS_PER_TAG):
-        gradient = gradient + table_values[:, slot, None] * bag_gradient[table_rows[:, slot]]
+    for column in range(1, _ROWS_PER_TAG):
+        gradient = gradient + table_values[:, column, None] * bag_gradient[table_rows[:, column]]
 
-    overflow = ~in_table & (tags < num_tags)
-    # The overflow entries packed to the front, in order, by their running count (no sort).
+    # Entries past their tag's first _ROWS_PER_TAG, packed to the front in order: the k-th is
+    # the first position where the running count of overflow entries reaches k + 1.
+    rank = jnp.arange(entries, dtype=bounds.dtype) - bounds[tags]
+    overflow_count = jnp.cumsum((rank >= _ROWS_PER_TAG) & (tags < num_tags), dtype=jnp.int32)
     chunks = -(-entries // _OVERFLOW_CHUNK)
-    target = jnp.where(overflow, jnp.cumsum(overflow) - 1, chunks * _OVERFLOW_CHUNK)
+    packed = jnp.arange(chunks * _OVERFLOW_CHUNK, dtype=jnp.int32)
+    source = jnp.searchsorted(overflow_count, packed + 1, side="left", method=_search_method())
+    used = packed < overflow_count[-1]
+    source = jnp.minimum(source, entries - 1)
 
     def chunked(column):
-        packed = jnp.zeros((chunks * _OVERFLOW_CHUNK,), column.dtype)
-        return packed.at[target].set(column, mode="drop").reshape(chunks, _OVERFLOW_CHUNK)
+        return jnp.where(used, column[source], 0).reshape(chunks, _OVERFLOW_CHUNK)
 
     overflow_tags = chunked(tags)
     overflow_rows = chunked(rows)
-    overflow_values = chunked(jnp.where(overflow, values, 0))
+    overflow_values = chunked(values)
 
     def add_chunk(chunk, total):
         slabs = overflow_values[chunk, :, None] * bag_gradient[overflow_rows[chunk]]
         return total.at[overflow_tags[chunk]].add(slabs)
 
-    used_chunks = -(-jnp.sum(overflow) // _OVERFLOW_CHUNK)
+    used_chunks = -(-overflow_count[-1] // _OVERFLOW_CHUNK)
     return jax.lax.fori_loop(0, used_chunks, add_chunk, gradient)
 
 
@@ -159,7 +172,7 @@ def _embedding_bag_backward(residuals, bag_gradient):
     # XLA) when the values are data, as in training.
     def slot_gradient(slot, total):
         column = jnp.sum(bag_gradient * kernel[indices[:, slot]], axis=1)
-        return total.at[:, slot].set(column)
+        return jax.lax.dynamic_update_index_in_dim(total, column, slot, axis=1)
 
     values_gradient = jax.lax.fori_loop(
         0, indices.shape[1], slot_gradient, jnp.zeros(values.shape, values.dtype)
