@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from ltcmh_jax.train import TrainConfig
@@ -101,21 +102,53 @@ def test_balanced_pair_weighting_reads_the_training_labels():
         LossWeights.from_config(balanced)
 
 
+def _one_hot(rows_per_label):
+    """Single-label rows: `rows_per_label[j]` rows of label j."""
+    labels = np.repeat(np.arange(len(rows_per_label)), rows_per_label)
+    return np.eye(len(rows_per_label))[labels]
+
+
 @pytest.mark.parametrize(
-    ("scaling", "bits", "num_labels", "expected"),
+    ("scaling", "bits", "labels", "batch_size", "expected"),
     [
-        ("bits_per_label", 64, 1000, 0.064),  # ALOI
-        ("bits_per_label", 64, 61, 1.0),  # the icon set
-        ("bits_per_label", 64, 64, 1.0),
-        ("bits_per_label", 16, 24, 2 / 3),
-        ("bits_per_label", 16, 0, 1.0),
-        ("none", 64, 1000, 1.0),
+        # ALOI's shape: 1,000 labels, 4,400 rows, batch 128: 128 / 1000 samples of a label a batch.
+        ("batch_label_rate", 64, _one_hot([5] * 400 + [4] * 600), 128, 0.128),
+        # 300 labels of 28 rows: 128 / 300.
+        ("batch_label_rate", 64, _one_hot([28] * 300), 128, 128 / 300),
+        # Ten labels: 12.8 a batch, so no scaling.
+        ("batch_label_rate", 64, _one_hot([16] * 10), 128, 1.0),
+        # Fewer rows than the batch: the batch is all n rows, c = 60 labels of 2 or 3 rows.
+        ("batch_label_rate", 64, _one_hot([2] * 30 + [3] * 30), 512, 1.0),
+        ("batch_label_rate", 64, _one_hot([1] * 100), 512, 0.01 * 100),
+        # Two labels a row double the rate; a label no row has is not counted.
+        ("batch_label_rate", 64, np.hstack([_one_hot([4] * 500), np.ones((2000, 1)),
+                                            np.zeros((2000, 1))]), 128, min(1.0, 128 * 2 / 501)),
+        ("bits_per_label", 64, _one_hot([5] * 1000), 128, 0.064),  # ALOI
+        ("bits_per_label", 64, _one_hot([20] * 61), 128, 1.0),  # the icon set
+        ("bits_per_label", 16, _one_hot([20] * 24), 128, 2 / 3),
+        ("none", 64, _one_hot([5] * 1000), 128, 1.0),
     ],
-)
-def test_regulariser_scale_is_bits_per_label_up_to_one(scaling, bits, num_labels, expected):
+)  # fmt: skip
+def test_regulariser_scale(scaling, bits, labels, batch_size, expected):
     from ltcmh_jax.train.state import regulariser_scale
 
-    assert regulariser_scale(scaling, bits=bits, num_labels=num_labels) == pytest.approx(expected)
+    got = regulariser_scale(scaling, bits=bits, train_labels=labels, batch_size=batch_size)
+    assert got == pytest.approx(expected)
+
+
+def test_batch_label_rate_is_the_mean_count_of_a_label_in_random_batches():
+    # The definition against sampling: batches of 128 drawn from 3,000 rows over 700 labels.
+    from ltcmh_jax.train.state import batch_label_rate
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((3000, 700)) < 0.002).astype(np.float32)
+    labels[np.arange(3000), rng.integers(0, 700, 3000)] = 1
+    present = labels.any(axis=0)
+    counts = [
+        labels[rng.choice(3000, 128, replace=False)][:, present].sum(axis=0).mean()
+        for _ in range(2000)
+    ]
+    assert batch_label_rate(labels, 128) == pytest.approx(np.mean(counts), rel=0.02)
 
 
 def test_regulariser_scale_multiplies_the_weight_decay():

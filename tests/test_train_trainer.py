@@ -77,13 +77,22 @@ def make_trainer(tiny_data, **changes):
     return Trainer(config, dataset, split, sharding.make_data_mesh())
 
 
-@pytest.mark.parametrize("scaling", ["bits_per_label", "none"])
-def test_trainer_scales_weight_decay_by_bits_per_training_label(tiny_data, scaling):
+@pytest.mark.parametrize("scaling", ["batch_label_rate", "bits_per_label", "none"])
+def test_trainer_scales_weight_decay_and_dropout(tiny_data, scaling):
     config, dataset, split = tiny_data
-    trainer = make_trainer(tiny_data, regulariser_scaling=scaling, weight_decay=0.5)
-    labels_trained = np.count_nonzero(np.asarray(dataset.labels)[split.train].any(axis=0))
-    expected = min(1.0, config.bits / labels_trained) if scaling == "bits_per_label" else 1.0
-    assert labels_trained > config.bits or scaling == "none"  # the case that scales
+    batch_size = 8
+    trainer = make_trainer(
+        tiny_data, regulariser_scaling=scaling, weight_decay=0.5, batch_size=batch_size
+    )
+    train_labels = np.asarray(dataset.labels)[split.train] > 0
+    labels_trained = np.count_nonzero(train_labels.any(axis=0))
+    per_batch = batch_size * train_labels.sum() / (len(train_labels) * labels_trained)
+    expected = {
+        "batch_label_rate": min(1.0, per_batch),
+        "bits_per_label": min(1.0, config.bits / labels_trained),
+        "none": 1.0,
+    }[scaling]
+    assert per_batch < 1 and labels_trained > config.bits  # the cases that scale
     assert trainer.regulariser_scale == pytest.approx(expected)
     assert trainer.rates.weight_decay == pytest.approx(0.5 * expected)
 

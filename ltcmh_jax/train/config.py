@@ -26,7 +26,7 @@ HSIC_NORMALIZATIONS = ("cka", "none")
 SELECTOR_INPUTS = ("normalized", "raw")
 QUANTIZATIONS = ("per_entry", "dcmh")
 PAIR_WEIGHTINGS = ("none", "balanced")
-REGULARISER_SCALINGS = ("none", "bits_per_label")
+REGULARISER_SCALINGS = ("batch_label_rate", "none", "bits_per_label")
 SPLITS = ("longtail", "balanced")
 EPOCH_MODES = ("auto", "scan", "step")
 # --modality: the modalities a run trains (a model config, `models.ModelConfig.modalities`).
@@ -211,11 +211,12 @@ class TrainConfig:
         before=0.0,
     )
     regulariser_scaling: str = setting(
-        "none",
-        "none: --weight_decay and --dropout as given; bits_per_label: both multiplied by "
-        "min(1, bits / labels), labels those with a training sample (for sets with many more "
-        "labels than bits and a few samples each, such as ALOI; it costs sets with somewhat more "
-        "labels than bits: docs/DESIGN.md, Training recipe).",
+        "batch_label_rate",
+        "batch_label_rate: --weight_decay and --dropout multiplied by min(1, the expected samples "
+        "of a label in one batch), which is 1 unless labels are so many that a batch holds less "
+        "than one sample of each on average (ALOI: 0.128); none: both as given; bits_per_label: "
+        "both multiplied by min(1, bits / labels) (session 9's option; docs/DESIGN.md, Training "
+        "recipe).",
         choices=REGULARISER_SCALINGS,
         before="none",
     )

@@ -138,12 +138,13 @@ class Trainer:
         self.epochs = optimizers.epochs_for_step_budget(
             config.epochs, self.steps_per_epoch, config.min_steps
         )
-        # With --regulariser_scaling=bits_per_label, weight decay and dropout shrink where labels
-        # outnumber the code's bits.
+        # Weight decay and dropout shrink where a batch holds less than one sample of a label
+        # on average (--regulariser_scaling=batch_label_rate, the default).
         self.regulariser_scale = regulariser_scale(
             config.regulariser_scaling,
             bits=config.bits,
-            num_labels=int(np.count_nonzero(self.train_labels.any(axis=0))),
+            train_labels=self.train_labels,
+            batch_size=config.batch_size,
         )
         self.rates = LearningRates.from_config(
             config,
