@@ -144,7 +144,7 @@ class Trainer:
             config.regulariser_scaling,
             bits=config.bits,
             train_labels=self.train_labels,
-            batch_size=config.batch_size,
+            batch_size=self.batch_size,  # as trained: rounded to the devices, at most n
         )
         self.rates = LearningRates.from_config(
             config,
