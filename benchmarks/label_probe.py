@@ -8,7 +8,8 @@ Prints per seed, MAP I->T / T->I of: the ridge floor; the MLP probe on both view
 image view with ridge on the text view; the true labels hashed the same way (the projection's own
 ceiling). The MLP (ReLU hidden layer, dropout, sigmoid cross-entropy, AdamW with a cosine decay,
 batches of 128) is one setting, not tuned: the figures bound what a label probe of this size
-reaches, not what any method could. Inputs are z-scored with training statistics.
+reaches, not what any method could. Inputs are standardised as the training job does a dense
+view (`fit_input_scaling`, per feature).
 
 Measured 2026-12-04 (session 10), synthetic set, default split, 64 bits, seeds 0-2, 1,024 hidden
 units, 3,000 steps, weight decay 1e-4, dropout 0.5 (mean over seeds; docs/RESULTS.md):
@@ -26,8 +27,10 @@ import optax
 from absl import app, flags
 
 from ltcmh_jax import classical, metrics
+from ltcmh_jax.models.mlp import dropout
 from ltcmh_jax.train import TrainConfig
 from ltcmh_jax.train.inputs import load_dataset, make_split, resolve_defaults
+from ltcmh_jax.train.scaling import fit_input_scaling
 
 _DATASET = flags.DEFINE_string("dataset", "synthetic", "A --dataset of the training job.")
 _DATA_PATH = flags.DEFINE_string("data_path", None, "--data_path, for npz / aloi / mfeat.")
@@ -47,9 +50,8 @@ def sign_codes(scores: np.ndarray, projection: np.ndarray) -> np.ndarray:
 
 def mlp_label_scores(features, labels, train_rows, *, seed: int) -> np.ndarray:
     """`[n, c]` sigmoid label probabilities of every row, from an MLP fit on `train_rows`."""
-    mean = features[train_rows].mean(axis=0)
-    spread = features[train_rows].std(axis=0) + 1e-6
-    inputs = (features - mean) / spread
+    # The training job's own per-column standardisation of a dense view.
+    inputs = fit_input_scaling(features[train_rows], mode="per_feature").apply(features)
     key, first, second = jax.random.split(jax.random.PRNGKey(seed), 3)
     width, classes = inputs.shape[1], labels.shape[1]
     params = {
@@ -64,10 +66,7 @@ def mlp_label_scores(features, labels, train_rows, *, seed: int) -> np.ndarray:
     state = optimizer.init(params)
 
     def logits(params, x, key=None):
-        hidden = jax.nn.relu(x @ params["w1"] + params["b1"])
-        if key is not None and _DROPOUT.value:
-            keep = jax.random.bernoulli(key, 1 - _DROPOUT.value, hidden.shape)
-            hidden = jnp.where(keep, hidden / (1 - _DROPOUT.value), 0)
+        hidden = dropout(jax.nn.relu(x @ params["w1"] + params["b1"]), _DROPOUT.value, key)
         return hidden @ params["w2"] + params["b2"]
 
     @jax.jit
