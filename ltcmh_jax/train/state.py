@@ -126,6 +126,11 @@ class LearningRates:
         )
 
 
+def _labels_with_a_sample(train_labels: np.ndarray) -> int:
+    """The columns of `train_labels` `[n, c]` that at least one row carries."""
+    return int(np.count_nonzero(np.asarray(train_labels).any(axis=0)))
+
+
 def batch_label_rate(train_labels: np.ndarray, batch_size: int) -> float:
     """The expected number of samples of a label in one batch: min(B, n) * a / (n * c), with
     `train_labels` `[n, c']`, a its label assignments and c its labels that have a training
@@ -133,7 +138,7 @@ def batch_label_rate(train_labels: np.ndarray, batch_size: int) -> float:
     12.8 for mfeat, 0.128 for ALOI (1,000 labels, batch 128)."""
     train_labels = np.asarray(train_labels) > 0
     rows = train_labels.shape[0]
-    labels = int(np.count_nonzero(train_labels.any(axis=0)))
+    labels = _labels_with_a_sample(train_labels)
     if rows == 0 or labels == 0:
         return 1.0
     return min(batch_size, rows) * float(train_labels.sum()) / (rows * labels)
@@ -165,8 +170,7 @@ def regulariser_scale(
         return min(1.0, batch_label_rate(train_labels, batch_size))
     if scaling != "bits_per_label":
         raise ValueError(f"--regulariser_scaling: unknown value {scaling!r}")
-    labels = int(np.count_nonzero(np.asarray(train_labels).any(axis=0)))
-    return min(1.0, bits / max(labels, 1))
+    return min(1.0, bits / max(_labels_with_a_sample(train_labels), 1))
 
 
 def make_optimizers(rates: LearningRates) -> dict[str, optax.GradientTransformation]:
