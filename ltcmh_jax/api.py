@@ -21,6 +21,7 @@ import types
 import numpy as np
 
 from ltcmh_jax import data as data_lib
+from ltcmh_jax import metrics
 from ltcmh_jax import sharding as sharding_lib
 from ltcmh_jax.checkpoint import Checkpointer
 from ltcmh_jax.train import inputs, report
@@ -125,6 +126,37 @@ class Result:
     def encode_text(self, text) -> np.ndarray:
         """Hash codes sign(M^y) `[n, k]` int8 of text features `[n, d_t]`."""
         return self._encode("text", text)
+
+    def retrieval_maps(self, rows: str = "test") -> dict[str, float]:
+        """MAP in every direction the run's modalities allow, within a modality included:
+        `{"i2i", "i2t", "t2i", "t2t"}` (an image-only run: `{"i2i"}`).
+
+        `rows` "test": the query split against the database split, so "i2t" and "t2i" are the
+        run's `map_i2t` and `map_t2i`; "train": the training rows against themselves (each row is
+        also in the database and finds itself first). Held-out MAP far below the training rows'
+        is overfitting; both low is a model that did not fit what it was trained on
+        (`benchmarks/fit_gap.py`).
+
+        Raises:
+          ValueError: one line naming `rows` for anything but "test" or "train".
+        """
+        split = self.trainer.split
+        if rows == "test":
+            queries, database = split.query, split.database
+        elif rows == "train":
+            queries = database = split.train
+        else:
+            raise ValueError(f"retrieval_maps: rows must be 'test' or 'train', got {rows!r}")
+        query_codes = self.trainer.codes(self.state, queries)
+        db_codes = self.trainer.codes(self.state, database)
+        labels = np.asarray(self.trainer.dataset.labels)
+        return {
+            f"{query[0]}2{target[0]}": metrics.mean_average_precision(
+                query_codes[query], db_codes[target], labels[queries], labels[database]
+            )
+            for query in self.trainer.modalities
+            for target in self.trainer.modalities
+        }
 
     def evaluate(
         self, image, text, labels, *, database: dict | None = None, head_labels=None

@@ -6,6 +6,7 @@ import pytest
 
 import ltcmh_jax
 from ltcmh_jax import data as data_lib
+from ltcmh_jax import metrics
 from ltcmh_jax.api import suggest_longtail_split
 
 # conftest's TINY network and rates, as fit settings.
@@ -39,7 +40,9 @@ def test_suggested_split_is_the_largest_zipf_asking_half_of_each_label():
     assert suggest_longtail_split(labels, num_query=25)["z1"] == 15
 
 
-def test_fit_on_arrays_encodes_new_data_as_the_run_did(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_fit(tmp_path_factory):
+    """A two-epoch LtCMH run on 1,500 synthetic samples: `(dataset, result)`."""
     dataset = data_lib.make_synthetic_longtail(seed=0, num_samples=1500)
     result = ltcmh_jax.fit(
         dataset.image,
@@ -47,9 +50,14 @@ def test_fit_on_arrays_encodes_new_data_as_the_run_did(tmp_path):
         dataset.labels,
         bits=16,
         epochs=2,
-        workdir=str(tmp_path),
+        workdir=str(tmp_path_factory.mktemp("fit")),
         **TINY_SETTINGS,
     )
+    return dataset, result
+
+
+def test_fit_on_arrays_encodes_new_data_as_the_run_did(tiny_fit):
+    dataset, result = tiny_fit
     assert result.config.z1 == suggest_longtail_split(dataset.labels, num_query=200)["z1"]
     assert [row["epoch"] for row in result.history] == [1, 2]
     codes = result.codes
@@ -66,6 +74,28 @@ def test_fit_on_arrays_encodes_new_data_as_the_run_did(tmp_path):
     assert type(result.model).__name__ == "HashingModel"
     with pytest.raises(ValueError, match=r"encode_image: expected \[n, "):
         result.encode_image(dataset.image[:, :3])
+
+
+def test_retrieval_maps_cover_every_direction_on_held_out_and_training_rows(tiny_fit):
+    dataset, result = tiny_fit
+    held_out = result.retrieval_maps("test")
+    assert sorted(held_out) == ["i2i", "i2t", "t2i", "t2t"]
+    assert held_out["i2t"] == pytest.approx(result.scores["map_i2t"], abs=1e-12)
+    assert held_out["t2i"] == pytest.approx(result.scores["map_t2i"], abs=1e-12)
+    train = result.trainer.split.train
+    image = result.encode_image(dataset.image[train])
+    text = result.encode_text(dataset.text[train])
+    labels = dataset.labels[train]
+    expected = {
+        "i2i": metrics.mean_average_precision(image, image, labels, labels),
+        "i2t": metrics.mean_average_precision(image, text, labels, labels),
+        "t2i": metrics.mean_average_precision(text, image, labels, labels),
+        "t2t": metrics.mean_average_precision(text, text, labels, labels),
+    }
+    fitted = result.retrieval_maps("train")
+    assert fitted == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="retrieval_maps: rows must be 'test' or 'train'"):
+        result.retrieval_maps("query")
 
 
 def test_fit_refuses_unknown_settings_by_name():
