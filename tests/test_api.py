@@ -115,3 +115,21 @@ def test_top_level_names_are_the_public_ones():
     assert ltcmh_jax.TrainConfig is ltcmh_jax.train.TrainConfig
     with pytest.raises(AttributeError):
         ltcmh_jax.no_such_name  # noqa: B018
+
+
+def test_retrieval_maps_of_an_image_only_run_is_its_image_to_image_map(tmp_path):
+    dataset = data_lib.make_synthetic_longtail(seed=0, num_samples=1500)
+    result = ltcmh_jax.fit(
+        dataset.image,
+        dataset.text,
+        dataset.labels,
+        method="dcmh",
+        bits=16,
+        epochs=1,
+        modality="image",
+        workdir=str(tmp_path),
+        **TINY_SETTINGS,
+    )
+    held_out = result.retrieval_maps("test")
+    assert list(held_out) == ["i2i"]
+    assert held_out["i2i"] == pytest.approx(result.scores["map_i2i"], abs=1e-12)
