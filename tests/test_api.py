@@ -40,20 +40,20 @@ def test_suggested_split_is_the_largest_zipf_asking_half_of_each_label():
     assert suggest_longtail_split(labels, num_query=25)["z1"] == 15
 
 
-@pytest.fixture(scope="module")
-def tiny_fit(tmp_path_factory):
-    """A two-epoch LtCMH run on 1,500 synthetic samples: `(dataset, result)`."""
+def _fit_tiny(workdir, **settings):
+    """`(dataset, result)` of a short run on 1,500 synthetic samples, 16 bits."""
     dataset = data_lib.make_synthetic_longtail(seed=0, num_samples=1500)
+    settings = {"epochs": 2, **TINY_SETTINGS, **settings}
     result = ltcmh_jax.fit(
-        dataset.image,
-        dataset.text,
-        dataset.labels,
-        bits=16,
-        epochs=2,
-        workdir=str(tmp_path_factory.mktemp("fit")),
-        **TINY_SETTINGS,
+        dataset.image, dataset.text, dataset.labels, bits=16, workdir=str(workdir), **settings
     )
     return dataset, result
+
+
+@pytest.fixture(scope="module")
+def tiny_fit(tmp_path_factory):
+    """A two-epoch LtCMH run: `(dataset, result)`."""
+    return _fit_tiny(tmp_path_factory.mktemp("fit"))
 
 
 def test_fit_on_arrays_encodes_new_data_as_the_run_did(tiny_fit):
@@ -118,18 +118,7 @@ def test_top_level_names_are_the_public_ones():
 
 
 def test_retrieval_maps_of_an_image_only_run_is_its_image_to_image_map(tmp_path):
-    dataset = data_lib.make_synthetic_longtail(seed=0, num_samples=1500)
-    result = ltcmh_jax.fit(
-        dataset.image,
-        dataset.text,
-        dataset.labels,
-        method="dcmh",
-        bits=16,
-        epochs=1,
-        modality="image",
-        workdir=str(tmp_path),
-        **TINY_SETTINGS,
-    )
+    _, result = _fit_tiny(tmp_path, method="dcmh", epochs=1, modality="image")
     held_out = result.retrieval_maps("test")
     assert list(held_out) == ["i2i"]
     assert held_out["i2i"] == pytest.approx(result.scores["map_i2i"], abs=1e-12)
