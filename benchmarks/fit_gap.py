@@ -13,8 +13,8 @@ last checkpoint is what is read), then prints one row per set of rows: i2i, i2t,
 Held-out MAP far below the training rows' is overfitting; training-row MAP below another
 setting's is a model that fits less, whatever it does on held-out rows.
 
-Measured 2026-12-04 (session 11), DCMH unless said, synthetic set, seed 0, the default recipe unless said;
-i2i / i2t / t2i / t2t (docs/RESULTS.md, session 11):
+Measured 2026-12-04 (session 11), DCMH unless said, synthetic set, seed 0, the default recipe
+unless said; i2i / i2t / t2i / t2t (docs/RESULTS.md, session 11):
 
 | setting | training rows | held-out rows |
 | --- | --- | --- |
