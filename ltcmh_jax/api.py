@@ -150,13 +150,7 @@ class Result:
         query_codes = self.trainer.codes(self.state, queries)
         db_codes = self.trainer.codes(self.state, database)
         labels = np.asarray(self.trainer.dataset.labels)
-        return {
-            f"{query[0]}2{target[0]}": metrics.mean_average_precision(
-                query_codes[query], db_codes[target], labels[queries], labels[database]
-            )
-            for query in self.trainer.modalities
-            for target in self.trainer.modalities
-        }
+        return metrics.direction_maps(query_codes, db_codes, labels[queries], labels[database])
 
     def evaluate(
         self, image, text, labels, *, database: dict | None = None, head_labels=None

@@ -47,6 +47,7 @@ __all__ = [
     "TIE_BREAKS",
     "average_precision",
     "chance_map",
+    "direction_maps",
     "evaluate",
     "head_tail_map",
     "label_ap",
@@ -168,6 +169,29 @@ def evaluate(
                 float(tail_only.mean()) if tail_only.size else float("nan")
             )
     return results
+
+
+def direction_maps(
+    query_codes: dict, db_codes: dict, query_labels, db_labels, *, tie_break="index"
+) -> dict[str, float]:
+    """MAP@all in every direction between the modalities, within one included.
+
+    Args:
+      query_codes, db_codes: `{"image": [q, k], "text": [q, k]}` and the same for the database
+        (`[n, k]`), or the image entry alone.
+      query_labels, db_labels: `[q, c]`, `[n, c]` multi-hot.
+
+    Returns:
+      `{"i2i", "i2t", "t2i", "t2t"}` (first letters of the query and database modalities), in the
+      order of `query_codes`' keys, then `db_codes`'.
+    """
+    return {
+        f"{query[0]}2{target[0]}": mean_average_precision(
+            query_codes[query], db_codes[target], query_labels, db_labels, tie_break=tie_break
+        )
+        for query in query_codes
+        for target in db_codes
+    }
 
 
 def chance_map(query_labels: np.ndarray, db_labels: np.ndarray, *, chunk: int = 512) -> float:

@@ -557,3 +557,22 @@ def test_chance_map_is_the_mean_share_of_relevant_items():
     query = np.array([[1, 0], [0, 1]])
     database = np.array([[1, 0], [1, 0], [0, 1], [1, 1]])
     assert metrics.chance_map(query, database, chunk=1) == pytest.approx((3 / 4 + 2 / 4) / 2)
+
+
+def test_direction_maps_rank_each_database_modality_for_each_query_modality():
+    # One query of label 0; database items of labels 0, 1, 0. Ranked by Hamming distance:
+    # i2i and t2t put the irrelevant item first (AP (1/2 + 2/3) / 2 = 7/12), i2t and t2i last (1).
+    query = {"image": np.array([[1, 1]]), "text": np.array([[-1, -1]])}
+    database = {
+        "image": np.array([[-1, -1], [1, 1], [1, -1]]),
+        "text": np.array([[1, 1], [-1, -1], [1, -1]]),
+    }
+    query_labels = np.array([[1, 0]])
+    db_labels = np.array([[1, 0], [0, 1], [1, 0]])
+    maps = metrics.direction_maps(query, database, query_labels, db_labels)
+    assert list(maps) == ["i2i", "i2t", "t2i", "t2t"]
+    assert maps == pytest.approx({"i2i": 7 / 12, "i2t": 1.0, "t2i": 1.0, "t2t": 7 / 12})
+    image_only = metrics.direction_maps(
+        {"image": query["image"]}, {"image": database["image"]}, query_labels, db_labels
+    )
+    assert image_only == pytest.approx({"i2i": 7 / 12})
