@@ -59,18 +59,18 @@ def _floor_maps(config, dataset) -> dict[str, dict[str, float]]:
     split = inputs.make_split(config, dataset)
     hashing = floors.fit_floor(config, dataset, np.asarray(split.train))
     labels = np.asarray(dataset.labels)
-    maps = {}
-    for rows, queries, database in (
-        ("train", split.train, split.train),
-        ("test", split.query, split.database),
-    ):
-        maps[rows] = metrics.direction_maps(
-            floors.floor_codes(hashing, dataset, np.asarray(queries)),
-            floors.floor_codes(hashing, dataset, np.asarray(database)),
-            labels[queries],
-            labels[database],
-        )
-    return maps
+    codes = {
+        name: floors.floor_codes(hashing, dataset, np.asarray(rows))
+        for name, rows in (("train", split.train), ("query", split.query), ("db", split.database))
+    }
+    train_labels = labels[split.train]
+    return {
+        # The training rows are their own database.
+        "train": metrics.direction_maps(codes["train"], codes["train"], train_labels, train_labels),
+        "test": metrics.direction_maps(
+            codes["query"], codes["db"], labels[split.query], labels[split.database]
+        ),
+    }
 
 
 def _network_maps(config, dataset) -> dict[str, dict[str, float]]:

@@ -148,7 +148,8 @@ class Result:
         else:
             raise ValueError(f"retrieval_maps: rows must be 'test' or 'train', got {rows!r}")
         query_codes = self.trainer.codes(self.state, queries)
-        db_codes = self.trainer.codes(self.state, database)
+        # The training rows are their own database: encoded once.
+        db_codes = query_codes if rows == "train" else self.trainer.codes(self.state, database)
         labels = np.asarray(self.trainer.dataset.labels)
         return metrics.direction_maps(query_codes, db_codes, labels[queries], labels[database])
 
