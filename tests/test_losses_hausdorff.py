@@ -277,19 +277,22 @@ def test_vmap_over_feature_sets():
 
 def test_memory_stays_far_below_n_squared():
     n, dim, num_labels = 20_000, 64, 24
-    # Compiled for a CPU wherever the test runs: a GPU's buffer assignment differs (51 MB there).
-    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    # Compiled for the backend the suite runs on. A GPU's buffer assignment needs more than a
+    # CPU's (51 MB on an H200, 23 MB on a CPU), hence its looser bound; compiling for the CPU
+    # from a GPU process instead did not finish in 50 s there (jax 0.11.2, session 12), where
+    # it takes 1 s on a CPU-only jax 0.10.2.
     compiled = (
         jax.jit(losses.average_hausdorff)
         .lower(
-            jax.ShapeDtypeStruct((n, dim), jnp.float32, sharding=cpu),
-            jax.ShapeDtypeStruct((n, num_labels), jnp.float32, sharding=cpu),
+            jax.ShapeDtypeStruct((n, dim), jnp.float32),
+            jax.ShapeDtypeStruct((n, num_labels), jnp.float32),
         )
         .compile()
     )
     temporary = compiled.memory_analysis().temp_size_in_bytes
     # n*n*4 is 1.6 GB; block_size * n * 4 alone would be 82 MB.
-    assert temporary < n * n * 4 / 40, temporary
+    fraction = 40 if jax.default_backend() == "cpu" else 25
+    assert temporary < n * n * 4 / fraction, temporary
 
 
 @pytest.mark.parametrize(
