@@ -55,6 +55,7 @@ __all__ = [
     "per_label_map",
     "pr_curve_by_radius",
     "precision_at_k",
+    "score_map",
     "tail_only_map",
 ]
 
@@ -192,6 +193,41 @@ def direction_maps(
         for query in query_codes
         for target in db_codes
     }
+
+
+def score_map(scores, query_labels, db_labels) -> float:
+    """MAP@all of a real-valued ranking: each query's database ranked by `scores`, highest first.
+
+    For rankings that are not Hamming distances between codes (a probe's probability that two
+    items share a label, an asymmetric or real-valued score), measured like
+    `mean_average_precision`: equal scores keep database order (`tie_break="index"`), and a query
+    with no relevant item has AP 0 and still counts.
+
+    Args:
+      scores: `[q, n]` finite floats, one row per query.
+      query_labels, db_labels: `[q, c]`, `[n, c]` multi-hot.
+
+    Raises:
+      ValueError: naming `scores` when its shape does not match the labels or it is not finite.
+    """
+    scores = np.asarray(scores, np.float64)
+    query_labels, db_labels = np.asarray(query_labels), np.asarray(db_labels)
+    expected = (query_labels.shape[0], db_labels.shape[0])
+    if scores.shape != expected:
+        raise ValueError(
+            f"scores: expected shape {expected} (queries, database), got {scores.shape}"
+        )
+    if not np.isfinite(scores).all():
+        raise ValueError("scores: every entry must be finite")
+    relevant = (query_labels.astype(np.float32) @ db_labels.astype(np.float32).T) > 0
+    # A stable sort of -scores: the highest first, ties in database order.
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranked = np.take_along_axis(relevant, order, axis=1)
+    hits = np.cumsum(ranked, axis=1)
+    precision = hits / np.arange(1, scores.shape[1] + 1)
+    found = ranked.sum(axis=1)
+    ap = np.where(found > 0, (precision * ranked).sum(axis=1) / np.maximum(found, 1), 0.0)
+    return float(ap.mean())
 
 
 def chance_map(query_labels: np.ndarray, db_labels: np.ndarray, *, chunk: int = 512) -> float:

@@ -576,3 +576,31 @@ def test_direction_maps_rank_each_database_modality_for_each_query_modality():
         {"image": query["image"]}, {"image": database["image"]}, query_labels, db_labels
     )
     assert image_only == pytest.approx({"i2i": 7 / 12})
+
+
+def test_score_map_ranks_by_score_and_counts_queries_without_relevant_items():
+    # Query 0 (label 0): scores rank items 2, 0, 1 (item 0 and 2 relevant): AP 1.
+    # Query 1 (label 1): items 0 and 1 tie at 0.5 and keep database order, so item 1 (relevant)
+    # is second: AP 1/2. Query 2 (label 2) has no relevant item: AP 0.
+    scores = np.array([[0.5, 0.1, 0.9], [0.5, 0.5, 0.2], [0.3, 0.2, 0.1]])
+    query_labels = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    db_labels = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]])
+    assert metrics.score_map(scores, query_labels, db_labels) == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_score_map_of_negative_hamming_distance_is_the_hamming_map(seed):
+    query_codes, db_codes, query_labels, db_labels = random_problem(seed)
+    scores = -reference_distances(query_codes, db_codes).astype(np.float64)
+    assert metrics.score_map(scores, query_labels, db_labels) == pytest.approx(
+        metrics.mean_average_precision(query_codes, db_codes, query_labels, db_labels)
+    )
+
+
+@pytest.mark.parametrize(
+    ("scores", "message"),
+    [(np.zeros((2, 3)), r"scores: expected shape \(1, 3\)"), (np.full((1, 3), np.nan), "finite")],
+)
+def test_score_map_names_bad_scores(scores, message):
+    with pytest.raises(ValueError, match=message):
+        metrics.score_map(scores, np.array([[1, 0]]), np.array([[1, 0], [0, 1], [1, 1]]))
