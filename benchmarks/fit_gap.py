@@ -36,6 +36,10 @@ with the held-out rows' for DCMH, so it helps the alternating optimisation fit, 
 generalise; LtCMH fits its training rows better at the default and gains on held-out rows only.
 The ridge floor fits its training rows less than any deep method and keeps more of it on
 held-out rows, most of all its text codes (t2t 0.806 -> 0.614, DCMH 0.882 -> 0.587).
+
+Session 12, the unquantised row (same split; docs/RESULTS.md, session 12): DCMH default 0.527 /
+0.618 / 0.623 / 0.580, LtCMH default 0.538 / 0.607 / 0.611 / 0.586: the features rank 0.04-0.08
+above the floor's codes, and their signs give 0.035-0.074 of that back.
 """
 
 from __future__ import annotations
