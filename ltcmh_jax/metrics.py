@@ -201,7 +201,8 @@ def score_map(scores, query_labels, db_labels) -> float:
     For rankings that are not Hamming distances between codes (a probe's probability that two
     items share a label, an asymmetric or real-valued score), measured like
     `mean_average_precision`: equal scores keep database order (`tie_break="index"`), and a query
-    with no relevant item has AP 0 and still counts.
+    with no relevant item has AP 0 and still counts. Memory is a few `[q, n]` arrays: for a large
+    database, call it on chunks of queries and weight each result by its chunk's size.
 
     Args:
       scores: `[q, n]` finite floats, one row per query.
