@@ -90,17 +90,16 @@ def _network_maps(config, dataset) -> dict[str, dict[str, float]]:
     scores = train_and_evaluate(config, _WORKDIR.value)
     result = restore(config, _WORKDIR.value, dataset=dataset, scores=scores)
     maps = {rows: result.retrieval_maps(rows) for rows in ("train", "test")}
-    maps["test, unquantised"] = _unquantised_maps(result)
-    maps["test, asymmetric"] = _unquantised_maps(result, database_signs=True)
+    maps.update(_unquantised_maps(result))
     return maps
 
 
-def _unquantised_maps(result, *, database_signs: bool = False) -> dict[str, float]:
-    """Held-out MAP of the real-valued meta features M^v (F^v for DCMH) before the sign, the
-    database ranked by the inner product <M_query, M_item>, whose signs' version is the Hamming
-    ranking: how much the binary codes lose against the features they are taken from.
-    `database_signs`: the items' codes sign(M_item) instead, real-valued queries only (asymmetric
-    ranking, what a served index of codes allows)."""
+def _unquantised_maps(result) -> dict[str, dict[str, float]]:
+    """Held-out MAP before the sign, from the real-valued meta features M^v (F^v for DCMH),
+    encoded once: "test, unquantised" ranks the database by the inner product <M_query, M_item>,
+    whose signs' version is the Hamming ranking (what the codes lose against the features they
+    are taken from); "test, asymmetric" by <M_query, sign(M_item)>, real-valued queries against
+    the database's codes (what a served index of codes allows)."""
     import numpy as np
 
     from ltcmh_jax import metrics
@@ -116,19 +115,23 @@ def _unquantised_maps(result, *, database_signs: bool = False) -> dict[str, floa
         for modality in trainer.modalities
     }
     labels = np.asarray(trainer.dataset.labels)
+    databases = {
+        "test, unquantised": {modality: side["db"] for modality, side in features.items()},
+        "test, asymmetric": {
+            modality: np.where(side["db"] >= 0, 1.0, -1.0) for modality, side in features.items()
+        },
+    }
     return {
-        f"{query[0]}2{target[0]}": metrics.score_map(
-            features[query]["query"]
-            @ (
-                np.where(features[target]["db"] >= 0, 1.0, -1.0)
-                if database_signs
-                else features[target]["db"]
-            ).T,
-            labels[split.query],
-            labels[split.database],
-        )
-        for query in features
-        for target in features
+        row: {
+            f"{query[0]}2{target[0]}": metrics.score_map(
+                features[query]["query"] @ database[target].T,
+                labels[split.query],
+                labels[split.database],
+            )
+            for query in features
+            for target in database
+        }
+        for row, database in databases.items()
     }
 
 
