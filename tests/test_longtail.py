@@ -338,6 +338,17 @@ def test_describe_reports_table1_for_the_split_built(synthetic, synthetic_split)
         tail_rows = labels[rows][:, tail].any(axis=1)
         return labels[rows][tail_rows][:, head].any(axis=1).mean()
 
+    def tail_partner_share(rows):
+        # By brute force over the full S of the training set.
+        members = labels[rows]
+        similar = (members.astype(np.int32) @ members.T.astype(np.int32)) > 0
+        np.fill_diagonal(similar, False)
+        shares = []
+        for label in tail:
+            partners = similar[members[:, label]]
+            shares.append((partners & members[:, label][None, :]).sum() / partners.sum())
+        return np.mean(shares)
+
     assert table == {
         "n_base": synthetic.num_samples - SYNTHETIC_SPLIT["num_query"],
         "n_query": SYNTHETIC_SPLIT["num_query"],
@@ -350,7 +361,10 @@ def test_describe_reports_table1_for_the_split_built(synthetic, synthetic_split)
         "labels_per_sample_base": pytest.approx(labels[synthetic_split.database].sum(1).mean()),
         "head_given_tail_train": pytest.approx(head_given_tail(synthetic_split.train)),
         "head_given_tail_base": pytest.approx(head_given_tail(synthetic_split.database)),
+        "tail_partner_share_train": pytest.approx(tail_partner_share(synthetic_split.train)),
     }
+    # Most of a tail sample's similar partners are similar through a head label only.
+    assert table["tail_partner_share_train"] < 0.1
     assert table["z1"] == pytest.approx(SYNTHETIC_SPLIT["z1"], rel=0.15)
     assert table["imbalance_factor"] == pytest.approx(SYNTHETIC_SPLIT["imbalance_factor"], rel=0.3)
 
@@ -376,7 +390,29 @@ def test_describe_fairness_figures_by_hand():
     # Train: rows 0 (2 labels) and 2 (2 labels), both tail rows, one with the head label.
     assert table["labels_per_sample_train"] == pytest.approx(2.0)
     assert table["head_given_tail_train"] == pytest.approx(1 / 2)
-    assert math.isnan(describe(dataset, split, num_head=3)["head_given_tail_train"])  # no tail
+    # Rows 0 and 2 share tail label 1, so each is the other's one similar partner: label 1's share
+    # is 1; row 2 alone carries label 2, and its partner (row 0) does not: 0. Mean 1/2.
+    assert table["tail_partner_share_train"] == pytest.approx(1 / 2)
+    no_tail = describe(dataset, split, num_head=3)
+    assert math.isnan(no_tail["head_given_tail_train"])
+    assert math.isnan(no_tail["tail_partner_share_train"])
+
+
+def test_describe_tail_partner_share_is_one_for_single_label_data():
+    # With one label per sample, S_ij = 1 only for two samples of the same label.
+    labels = np.eye(4, dtype=np.float32)[np.repeat(np.arange(4), [8, 4, 3, 2])]
+    dataset = MultiModalDataset(
+        image=np.zeros((17, 2), np.float32), text=np.zeros((17, 2), np.float32), labels=labels
+    )
+    split = Split(
+        query=np.array([0]),
+        database=np.arange(1, 17),
+        train=np.arange(1, 17),
+        label_order=np.arange(4),
+        target_counts=None,
+        achieved_counts=np.array([7, 4, 3, 2]),
+    )
+    assert describe(dataset, split, num_head=2)["tail_partner_share_train"] == 1.0
 
 
 def test_describe_balanced_split_and_absent_label():
