@@ -460,3 +460,86 @@ def test_hash_loss_passes_pair_weights_to_either_likelihood():
     )
     np.testing.assert_allclose(dense["likelihood"], want, rtol=1e-5)
     np.testing.assert_allclose(fused["likelihood"], want, rtol=1e-5)
+
+
+# --pair_weighting=label_rarity
+
+
+def test_label_rarity_weights_by_hand():
+    # Rows {0}, {0}, {0}, {0, 1}, {1}: z = (4, 2). Similar pairs (i, j), i == j included: rows
+    # 0-3 with each other (16 pairs, sharing label 0; (3, 3) shares both), rows 3, 4 with each
+    # other (4 pairs, sharing label 1; (3, 3) counted once): 16 + 3 = 19 pairs. Weight sums with
+    # r = (1/4, 1/2) before scaling: 15 pairs share only label 0 (1/4 each), (3, 4) and (4, 3)
+    # and (4, 4) only label 1 (1/2), (3, 3) both (3/4): 15/4 + 3/2 + 3/4 = 6. Scale 19 / 6.
+    labels = np.array([[1, 0], [1, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+    weights = losses.label_rarity_weights(labels)
+    np.testing.assert_allclose(weights, np.array([1 / 4, 1 / 2]) * 19 / 6)
+    # The similar pairs' weights average 1, and the rarer label's pairs weigh twice as much.
+    pair_weights = np.asarray(losses.label_rarity_pair_weights(labels, labels, weights))
+    similar = np.asarray(losses.similarity_matrix(labels, labels)) > 0
+    assert pair_weights[similar].mean() == pytest.approx(1.0, rel=1e-6)
+    assert pair_weights[4, 4] == pytest.approx(2 * pair_weights[0, 0], rel=1e-6)
+    assert pair_weights[3, 3] == pytest.approx(3 * pair_weights[0, 0], rel=1e-6)
+    assert np.all(pair_weights[~similar] == 1.0)
+    # An absent label weighs 0; no similar pair at all: zeros.
+    with_absent = np.concatenate([labels, np.zeros((5, 1), np.float32)], axis=1)
+    assert losses.label_rarity_weights(with_absent)[2] == 0.0
+    assert np.all(losses.label_rarity_weights(np.zeros((3, 2), np.float32)) == 0.0)
+    with pytest.raises(ValueError, match=r"label_rarity_weights: labels must be \[n, c\]"):
+        losses.label_rarity_weights(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="must share c"):
+        losses.label_rarity_pair_weights(labels, labels, np.ones(3))
+
+
+def test_label_rarity_weights_subsampled_rows_estimate_the_average():
+    rng = np.random.default_rng(4)
+    labels = (rng.random((900, 12)) < 0.1 * np.arange(1, 13) / 6).astype(np.float32)
+    exact = losses.label_rarity_weights(labels)
+    pair_weights = np.asarray(losses.label_rarity_pair_weights(labels, labels, exact))
+    similar = np.asarray(losses.similarity_matrix(labels, labels)) > 0
+    assert pair_weights[similar].mean() == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(losses.label_rarity_weights(labels, max_rows=300), exact, rtol=0.05)
+
+
+def test_likelihood_with_pair_weight_matrix_matches_reference_and_numerical_gradients():
+    batch, labels, m_batch, m_buffer, codes = hashing_inputs()
+    similarity = np.asarray(losses.similarity_matrix(labels[batch], labels))
+    label_weights = losses.label_rarity_weights(labels)
+    weights = np.asarray(losses.label_rarity_pair_weights(labels[batch], labels, label_weights))
+    want = 0.0
+    for i in range(len(m_batch)):
+        for j in range(len(m_buffer)):
+            phi = 0.5 * float(np.dot(m_batch[i].astype(np.float64), m_buffer[j]))
+            shared = [c for c in range(labels.shape[1]) if labels[batch[i], c] and labels[j, c]]
+            weight = sum(label_weights[c] for c in shared) if shared else 1.0
+            want -= weight * (similarity[i, j] * phi - np.log1p(np.exp(phi)))
+    got = losses.dcmh_likelihood(
+        m_batch, m_buffer, similarity, reduction="sum", pair_weights=weights
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert abs(want - reference_likelihood(m_batch, m_buffer, similarity)) > 0.01 * abs(want)
+    # hash_loss builds the same weights from the labels.
+    _, terms = losses.hash_loss(
+        m_batch,
+        m_buffer,
+        None,
+        codes,
+        labels=(labels[batch], labels),
+        label_weights=label_weights,
+    )
+    np.testing.assert_allclose(
+        terms["likelihood"], want / (m_batch.shape[0] * m_buffer.shape[0]), rtol=1e-5
+    )
+    with jax.enable_x64(True):
+        check_grads(
+            lambda a, b: losses.dcmh_likelihood(
+                a, b, similarity, reduction="sum", pair_weights=weights.astype(np.float64)
+            ),
+            (jnp.asarray(m_batch, jnp.float64), jnp.asarray(m_buffer, jnp.float64)),
+            order=1,
+            modes=("rev",),
+        )
+    with pytest.raises(ValueError, match=r"pair_weights must be .* \[n_a, n_b\]"):
+        losses.dcmh_likelihood(m_batch, m_buffer, similarity, pair_weights=np.ones((2, 2)))
+    with pytest.raises(ValueError, match="label_weights need labels"):
+        losses.hash_loss(m_batch, m_buffer, similarity, codes, label_weights=label_weights)

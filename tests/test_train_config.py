@@ -98,8 +98,24 @@ def test_balanced_pair_weighting_reads_the_training_labels():
     assert LossWeights.from_config(TrainConfig(), train_labels=labels).pair_weights == (1.0, 1.0)
     balanced = TrainConfig(pair_weighting="balanced")
     assert LossWeights.from_config(balanced, train_labels=labels).pair_weights == (2.0, 0.5 / 0.75)
-    with pytest.raises(ValueError, match="need train_labels"):
+    with pytest.raises(ValueError, match="needs train_labels"):
         LossWeights.from_config(balanced)
+
+
+def test_label_rarity_pair_weighting_reads_the_training_labels():
+    import numpy as np
+
+    from ltcmh_jax import losses
+    from ltcmh_jax.train.state import LossWeights
+
+    labels = np.array([[1, 0], [1, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+    assert LossWeights.from_config(TrainConfig(), train_labels=labels).label_weights is None
+    rarity = TrainConfig(pair_weighting="label_rarity")
+    weights = LossWeights.from_config(rarity, train_labels=labels)
+    assert weights.pair_weights == (1.0, 1.0)
+    np.testing.assert_allclose(weights.label_weights, losses.label_rarity_weights(labels))
+    with pytest.raises(ValueError, match="--pair_weighting=label_rarity needs train_labels"):
+        LossWeights.from_config(rarity)
 
 
 def _one_hot(rows_per_label):

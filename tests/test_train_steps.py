@@ -225,6 +225,21 @@ def test_hash_step_loss_is_dcmh_loss_with_offset_from_rows_outside_the_batch():
         np.testing.assert_allclose(float(terms["total"]), float(expected), rtol=1e-5)
         likelihoods.append(float(terms["likelihood"]))
     assert abs(likelihoods[1] - likelihoods[0]) > 1e-3
+    # --pair_weighting=label_rarity: the step carries the label weights to the likelihood.
+    label_weights = losses.label_rarity_weights(np.asarray(data["labels"]))
+    expected, _ = losses.hash_loss(
+        meta,
+        jnp.asarray(_buffer(state, "meta_y")),
+        None,
+        state.codes[indices],
+        balance_offset=jnp.asarray(offset),
+        labels=(batch["labels"], data["labels"]),
+        label_weights=jnp.asarray(label_weights),
+    )
+    weights = state_lib.LossWeights(label_weights=tuple(float(w) for w in label_weights))
+    _, terms = jax.jit(_bound(graphdef, optimizers, "image", weights))(state, batch, data["labels"])
+    np.testing.assert_allclose(float(terms["total"]), float(expected), rtol=1e-5)
+    assert abs(float(terms["likelihood"]) - likelihoods[0]) > 1e-4
 
 
 def test_sparse_and_dense_text_batches_give_the_same_step():

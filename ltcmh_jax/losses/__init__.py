@@ -6,7 +6,8 @@
   `autoencoder_loss`: J1, J3 and Loss1 of the auto-encoder (Eqs. 3, 6, 7).
 - `similarity_matrix`, `dcmh_likelihood`, `quantization_loss`, `balance_loss`, `hash_loss`:
   Loss2 of the hash-code learning (Eqs. 9, 10); `blocked_dcmh_likelihood` the likelihood fused
-  with S from `pack_labels` bit masks, block by block.
+  with S from `pack_labels` bit masks, block by block; `label_rarity_weights`,
+  `label_rarity_pair_weights` the pair weights of `--pair_weighting=label_rarity`.
 
 Rows are samples everywhere. Nothing is jitted here: jit the step that calls these.
 """
@@ -20,6 +21,8 @@ from ltcmh_jax.losses.hashing import balanced_pair_weights as balanced_pair_weig
 from ltcmh_jax.losses.hashing import blocked_dcmh_likelihood as blocked_dcmh_likelihood
 from ltcmh_jax.losses.hashing import dcmh_likelihood as dcmh_likelihood
 from ltcmh_jax.losses.hashing import hash_loss as hash_loss
+from ltcmh_jax.losses.hashing import label_rarity_pair_weights as label_rarity_pair_weights
+from ltcmh_jax.losses.hashing import label_rarity_weights as label_rarity_weights
 from ltcmh_jax.losses.hashing import pack_labels as pack_labels
 from ltcmh_jax.losses.hashing import quantization_loss as quantization_loss
 from ltcmh_jax.losses.hashing import similar_pair_share as similar_pair_share
@@ -39,6 +42,8 @@ __all__ = [
     "dcmh_likelihood",
     "hash_loss",
     "hsic",
+    "label_rarity_pair_weights",
+    "label_rarity_weights",
     "label_similarity",
     "normalized_hsic",
     "pack_labels",

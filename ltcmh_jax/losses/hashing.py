@@ -96,7 +96,8 @@ def dcmh_likelihood(
       similarity: `[n_a, n_b]` S in [0, 1] (usually {0, 1}, `similarity_matrix`).
       reduction: "mean" divides the sum by n_a * n_b; "sum" does not.
       pair_weights: `(w_similar, w_dissimilar)`: each pair's term is multiplied by w_similar
-        S_ij + w_dissimilar (1 - S_ij) (`balanced_pair_weights`); (1, 1) is Eq. 10.
+        S_ij + w_dissimilar (1 - S_ij) (`balanced_pair_weights`); (1, 1) is Eq. 10. Or an
+        `[n_a, n_b]` array, each pair's own weight (`label_rarity_pair_weights`).
 
     Returns:
       Scalar loss.
@@ -119,7 +120,15 @@ def dcmh_likelihood(
     phi = 0.5 * (m_x @ m_y.T)
     similarity = similarity.astype(phi.dtype)
     terms = _likelihood_terms(phi, similarity)
-    if tuple(pair_weights) != (1.0, 1.0):
+    if not isinstance(pair_weights, tuple | list):
+        pair_weights = jnp.asarray(pair_weights)
+        if pair_weights.shape != similarity.shape:
+            raise ValueError(
+                f"dcmh_likelihood: pair_weights must be (w_similar, w_dissimilar) or "
+                f"[n_a, n_b] = {similarity.shape}, got {pair_weights.shape}"
+            )
+        terms = terms * pair_weights.astype(terms.dtype)
+    elif tuple(pair_weights) != (1.0, 1.0):
         w_similar, w_dissimilar = pair_weights
         terms = terms * (w_similar * similarity + w_dissimilar * (1.0 - similarity))
     total = jnp.sum(terms)
@@ -163,6 +172,68 @@ def balanced_pair_weights(labels) -> tuple[float, float]:
     if rho <= 0.0 or rho >= 1.0:
         return (1.0, 1.0)
     return (0.5 / rho, 0.5 / (1.0 - rho))
+
+
+def label_rarity_weights(labels, *, max_rows: int = 4096) -> np.ndarray:
+    """`[c]` weights r_a of `--pair_weighting=label_rarity`: inverse training frequency.
+
+    r_a = s / z_a, z_a the training samples of label a (0 for a label without one), and s such
+    that the weight of a similar training pair (`label_rarity_pair_weights`: the sum of r_a over
+    the labels the two samples share) averages 1 over the similar pairs (i, j), i == j included,
+    as the likelihood counts them; dissimilar pairs keep weight 1. So similar and dissimilar
+    pairs keep Eq. 10's shares of the loss, and among the similar ones a pair counts in
+    proportion to how rare the labels it shares are. Why: on a long-tailed multi-label set most
+    of a tail sample's similar pairs are similar through a head label only (`data.describe`'s
+    `tail_partner_share_train`: 0.033 on the synthetic set), so under Eq. 10 the likelihood hardly
+    sees tail labels (docs/DESIGN.md, Losses). The class-balanced re-weighting family (Cui et al.,
+    CVPR 2019) that the LtCMH paper names as a long-tail solution, applied to pairs.
+
+    Args:
+      labels: `[n, c]` multi-hot training labels (host array).
+      max_rows: rows i counted against all n rows j for the average (`similar_pair_share`).
+
+    Returns:
+      `[c]` float64 weights; zeros when no pair is similar.
+    """
+    members = np.asarray(labels) != 0
+    if members.ndim != 2 or members.shape[0] == 0:
+        raise ValueError(
+            f"label_rarity_weights: labels must be [n, c] with n > 0, got {members.shape}"
+        )
+    counts = members.sum(axis=0)
+    inverse = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    rows = members[np.linspace(0, len(members) - 1, min(max_rows, len(members))).astype(int)]
+    all_rows = members.astype(np.float64).T
+    weight_sum, similar = 0.0, 0
+    for start in range(0, len(rows), 512):
+        block = rows[start : start + 512].astype(np.float64)
+        shared_weight = (block * inverse) @ all_rows
+        weight_sum += float(shared_weight.sum())  # 0 wherever the pair shares no label
+        similar += int(np.count_nonzero(block @ all_rows))
+    if not similar:
+        return np.zeros_like(inverse)
+    return inverse * (similar / weight_sum)
+
+
+def label_rarity_pair_weights(
+    labels_a: jax.Array, labels_b: jax.Array, label_weights: jax.Array
+) -> jax.Array:
+    """`[n_a, n_b]` pair weights: sum_a l_ia l_ja r_a for a similar pair, 1 for a dissimilar one.
+
+    Args:
+      labels_a: `[n_a, c]` multi-hot labels; labels_b: `[n_b, c]`.
+      label_weights: `[c]` r (`label_rarity_weights`).
+    """
+    members_a = (jnp.asarray(labels_a) != 0).astype(jnp.float32)
+    members_b = (jnp.asarray(labels_b) != 0).astype(jnp.float32)
+    label_weights = jnp.asarray(label_weights, jnp.float32)
+    if label_weights.shape != (members_a.shape[1],) or members_b.shape[1] != members_a.shape[1]:
+        raise ValueError(
+            f"label_rarity_pair_weights: labels [n_a, c], [n_b, c] and label_weights [c] must "
+            f"share c, got {members_a.shape}, {members_b.shape}, {label_weights.shape}"
+        )
+    shared_weight = (members_a * label_weights) @ members_b.T
+    return jnp.where(members_a @ members_b.T > 0, shared_weight, 1.0)
 
 
 def pack_labels(labels: jax.Array) -> jax.Array:
@@ -445,6 +516,7 @@ def hash_loss(
     block_size: int | None = None,
     compute_dtype=None,
     pair_weights: tuple[float, float] = (1.0, 1.0),
+    label_weights: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Loss2 (Eq. 10) for one modality's batch, as DCMH optimises it.
 
@@ -472,6 +544,10 @@ def hash_loss(
         and `compute_dtype`), never building S or phi in full.
       pair_weights: `(w_similar, w_dissimilar)` of the likelihood's pairs (`dcmh_likelihood`;
         `balanced_pair_weights`); (1, 1) is Eq. 10.
+      label_weights: `[c]` r of `--pair_weighting=label_rarity` (`label_rarity_weights`), with
+        `labels`: each similar pair weighs the sum of r over the labels it shares
+        (`label_rarity_pair_weights`), instead of `pair_weights`. The likelihood then runs
+        unblocked, with S, phi and the weights as full `[b, N]` arrays.
 
     Returns:
       `(total, terms)`: the scalar loss and a dict with keys "likelihood", "quantization",
@@ -481,7 +557,17 @@ def hash_loss(
         normalizer = m_batch.shape[0] * m_buffer.shape[0]
     if (labels is None) == (similarity is None):
         raise ValueError("hash_loss: pass exactly one of similarity and labels")
-    if labels is None:
+    if label_weights is not None:
+        if labels is None:
+            raise ValueError("hash_loss: label_weights need labels")
+        likelihood = dcmh_likelihood(
+            m_batch,
+            m_buffer,
+            similarity_matrix(*labels),
+            reduction="sum",
+            pair_weights=label_rarity_pair_weights(*labels, label_weights),
+        )
+    elif labels is None:
         likelihood = dcmh_likelihood(
             m_batch, m_buffer, similarity, reduction="sum", pair_weights=pair_weights
         )

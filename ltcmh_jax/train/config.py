@@ -25,7 +25,7 @@ INPUT_SCALINGS = ("per_feature", "global")
 HSIC_NORMALIZATIONS = ("cka", "none")
 SELECTOR_INPUTS = ("normalized", "raw")
 QUANTIZATIONS = ("per_entry", "dcmh")
-PAIR_WEIGHTINGS = ("none", "balanced")
+PAIR_WEIGHTINGS = ("none", "balanced", "label_rarity")
 REGULARISER_SCALINGS = ("batch_label_rate", "none", "bits_per_label")
 SPLITS = ("longtail", "balanced")
 EPOCH_MODES = ("auto", "scan", "step")
@@ -224,7 +224,10 @@ class TrainConfig:
         "none",
         "none: Eq. 10, every pair of the likelihood weighs 1; balanced: similar and dissimilar "
         "pairs each carry half of it (weights 1 / (2 rho), 1 / (2 (1 - rho)), rho the share of "
-        "similar training pairs; docs/DESIGN.md, Training recipe).",
+        "similar training pairs; docs/DESIGN.md, Training recipe); label_rarity: a similar pair "
+        "weighs the sum over the labels it shares of their inverse training frequency, scaled to "
+        "average 1 over the similar pairs (not the paper's Eq. 10: an option; docs/DESIGN.md, "
+        "Losses).",
         choices=PAIR_WEIGHTINGS,
         before="none",
     )

@@ -75,18 +75,28 @@ class LossWeights:
     # `(w_similar, w_dissimilar)` of the likelihood's pairs (`losses.balanced_pair_weights` with
     # `TrainConfig.pair_weighting="balanced"`); (1, 1) is Eq. 10.
     pair_weights: tuple[float, float] = (1.0, 1.0)
+    # `[c]` label weights of `TrainConfig.pair_weighting="label_rarity"`
+    # (`losses.label_rarity_weights`), a tuple so the weights stay hashable; None: not used.
+    label_weights: tuple[float, ...] | None = None
 
     @classmethod
     def from_config(cls, config, *, train_labels=None) -> LossWeights:
         """The weights and forms a `TrainConfig` sets (its fields of the same names); the pair
         weights from `train_labels` `[n, c]` when the config asks for balanced pairs."""
-        names = [field.name for field in dataclasses.fields(cls) if field.name != "pair_weights"]
+        derived = ("pair_weights", "label_weights")
+        names = [field.name for field in dataclasses.fields(cls) if field.name not in derived]
         weights = cls(**{name: getattr(config, name) for name in names})
+        if config.pair_weighting in ("balanced", "label_rarity") and train_labels is None:
+            raise ValueError(
+                f"LossWeights.from_config: --pair_weighting={config.pair_weighting} needs "
+                "train_labels"
+            )
         if config.pair_weighting == "balanced":
-            if train_labels is None:
-                raise ValueError("LossWeights.from_config: balanced pair weights need train_labels")
             pair_weights = losses.balanced_pair_weights(train_labels)
             weights = dataclasses.replace(weights, pair_weights=pair_weights)
+        if config.pair_weighting == "label_rarity":
+            label_weights = tuple(float(w) for w in losses.label_rarity_weights(train_labels))
+            weights = dataclasses.replace(weights, label_weights=label_weights)
         return weights
 
 

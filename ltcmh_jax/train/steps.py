@@ -184,6 +184,7 @@ def hash_step(
     other_meta = state.modalities[others[0]].meta if others else own.meta
     balance_offset = _not_in_batch(indices, own.meta.shape[0]) @ own.meta
     codes_batch = state.codes[indices]
+    label_weights = None if weights.label_weights is None else jnp.asarray(weights.label_weights)
     dropout = {}
     if dropout_rate > 0:
         dropout = dict(
@@ -207,6 +208,7 @@ def hash_step(
             block_size=likelihood_block,
             compute_dtype=compute_dtype,
             pair_weights=weights.pair_weights,
+            label_weights=label_weights,
         )
         return total, (terms, features, meta, non_parameters(model))
 
