@@ -543,3 +543,23 @@ def test_likelihood_with_pair_weight_matrix_matches_reference_and_numerical_grad
         losses.dcmh_likelihood(m_batch, m_buffer, similarity, pair_weights=np.ones((2, 2)))
     with pytest.raises(ValueError, match="label_weights need labels"):
         losses.hash_loss(m_batch, m_buffer, similarity, codes, label_weights=label_weights)
+
+
+@pytest.mark.parametrize("labels_per_row", [1, 3])
+def test_label_rarity_pair_weights_gathered_columns_match_brute_force(labels_per_row):
+    # 40 labels and batches of 6 rows: one label a row leaves at most 6 present labels, the
+    # gathered product (padding slots masked); three a row leave more, the full product.
+    rng = np.random.default_rng(5)
+    buffer = np.zeros((50, 40), np.float32)
+    for row in buffer:
+        row[rng.choice(40, labels_per_row, replace=False)] = 1.0
+    buffer[0] = 0.0
+    buffer[0, :labels_per_row] = 1.0  # label 0 present: the padding slots repeat its column
+    batch = buffer[[0, 3, 3, 7, 11, 20]]  # a repeated row, as a padded batch has
+    weights = rng.random(40)
+    got = np.asarray(jax.jit(losses.label_rarity_pair_weights)(batch, buffer, weights))
+    shared = batch @ buffer.T
+    want = np.where(shared > 0, (batch * weights) @ buffer.T, 1.0)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    similarity = np.asarray(jax.jit(losses.similarity_matrix)(batch, buffer))
+    np.testing.assert_array_equal(similarity, (shared > 0).astype(np.float32))

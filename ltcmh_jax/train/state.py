@@ -82,7 +82,8 @@ class LossWeights:
     @classmethod
     def from_config(cls, config, *, train_labels=None) -> LossWeights:
         """The weights and forms a `TrainConfig` sets (its fields of the same names); the pair
-        weights from `train_labels` `[n, c]` when the config asks for balanced pairs."""
+        or label weights from `train_labels` `[n, c]` when the config asks for balanced or
+        label-rarity pairs."""
         derived = ("pair_weights", "label_weights")
         names = [field.name for field in dataclasses.fields(cls) if field.name not in derived]
         weights = cls(**{name: getattr(config, name) for name in names})
