@@ -159,12 +159,20 @@ def similar_pair_share(labels, *, max_rows: int = 4096) -> float:
         raise ValueError(
             f"similar_pair_share: labels must be [n, c] with n > 0, got {members.shape}"
         )
-    rows = members[np.linspace(0, len(members) - 1, min(max_rows, len(members))).astype(int)]
     all_rows = members.astype(np.float32).T
-    similar = 0
-    for start in range(0, len(rows), 512):
-        similar += int(np.count_nonzero(rows[start : start + 512].astype(np.float32) @ all_rows))
-    return similar / (len(rows) * len(members))
+    similar = sum(
+        int(np.count_nonzero(block @ all_rows))
+        for block in _sampled_row_blocks(members, max_rows, np.float32)
+    )
+    return similar / (min(max_rows, len(members)) * len(members))
+
+
+def _sampled_row_blocks(members: np.ndarray, max_rows: int, dtype, block_rows: int = 512):
+    """`max_rows` rows evenly spaced over `members` `[n, c]` (every row when n <= max_rows), as
+    `dtype` blocks of `block_rows`: the rows a pair statistic counts against all n rows."""
+    rows = members[np.linspace(0, len(members) - 1, min(max_rows, len(members))).astype(int)]
+    for start in range(0, len(rows), block_rows):
+        yield rows[start : start + block_rows].astype(dtype)
 
 
 def balanced_pair_weights(labels) -> tuple[float, float]:
@@ -210,11 +218,9 @@ def label_rarity_weights(labels, *, max_rows: int = 4096) -> np.ndarray:
         )
     counts = members.sum(axis=0)
     inverse = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
-    rows = members[np.linspace(0, len(members) - 1, min(max_rows, len(members))).astype(int)]
     all_rows = members.astype(np.float64).T
     weight_sum, similar = 0.0, 0
-    for start in range(0, len(rows), 512):
-        block = rows[start : start + 512].astype(np.float64)
+    for block in _sampled_row_blocks(members, max_rows, np.float64):
         shared_weight = (block * inverse) @ all_rows
         weight_sum += float(shared_weight.sum())  # 0 wherever the pair shares no label
         similar += int(np.count_nonzero(block @ all_rows))
@@ -224,27 +230,31 @@ def label_rarity_weights(labels, *, max_rows: int = 4096) -> np.ndarray:
 
 
 def label_rarity_pair_weights(
-    labels_a: jax.Array, labels_b: jax.Array, label_weights: jax.Array
+    labels_a: jax.Array,
+    labels_b: jax.Array,
+    label_weights: jax.Array,
+    *,
+    similarity: jax.Array | None = None,
 ) -> jax.Array:
     """`[n_a, n_b]` pair weights: sum_a l_ia l_ja r_a for a similar pair, 1 for a dissimilar one.
 
     Args:
       labels_a: `[n_a, c]` multi-hot labels; labels_b: `[n_b, c]`.
       label_weights: `[c]` r (`label_rarity_weights`).
+      similarity: `[n_a, n_b]` S of the same labels (`similarity_matrix`) when the caller already
+        has it; None: computed here.
     """
-    members_a = (jnp.asarray(labels_a) != 0).astype(jnp.float32)
-    members_b = (jnp.asarray(labels_b) != 0).astype(jnp.float32)
+    labels_a, labels_b = jnp.asarray(labels_a), jnp.asarray(labels_b)
     label_weights = jnp.asarray(label_weights, jnp.float32)
-    if label_weights.shape != (members_a.shape[1],) or members_b.shape[1] != members_a.shape[1]:
+    if label_weights.shape != (labels_a.shape[1],) or labels_b.shape[1] != labels_a.shape[1]:
         raise ValueError(
             f"label_rarity_pair_weights: labels [n_a, c], [n_b, c] and label_weights [c] must "
-            f"share c, got {members_a.shape}, {members_b.shape}, {label_weights.shape}"
+            f"share c, got {labels_a.shape}, {labels_b.shape}, {label_weights.shape}"
         )
-    shared = _shared_label_product(jnp.asarray(labels_a), jnp.asarray(labels_b))
-    shared_weight = _shared_label_product(
-        jnp.asarray(labels_a), jnp.asarray(labels_b), label_weights
-    )
-    return jnp.where(shared > 0, shared_weight, 1.0)
+    if similarity is None:
+        similarity = similarity_matrix(labels_a, labels_b)
+    shared_weight = _shared_label_product(labels_a, labels_b, label_weights)
+    return jnp.where(similarity > 0, shared_weight, 1.0)
 
 
 def pack_labels(labels: jax.Array) -> jax.Array:
@@ -571,12 +581,13 @@ def hash_loss(
     if label_weights is not None:
         if labels is None:
             raise ValueError("hash_loss: label_weights need labels")
+        similarity = similarity_matrix(*labels)
         likelihood = dcmh_likelihood(
             m_batch,
             m_buffer,
-            similarity_matrix(*labels),
+            similarity,
             reduction="sum",
-            pair_weights=label_rarity_pair_weights(*labels, label_weights),
+            pair_weights=label_rarity_pair_weights(*labels, label_weights, similarity=similarity),
         )
     elif labels is None:
         likelihood = dcmh_likelihood(
